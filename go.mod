@@ -1,0 +1,13 @@
+module github.com/walhook/walhook
+
+go 1.26.8
+
+require github.com/jackc/pglogrepl v0.0.0-20251213150135-2e8d0df862c1
+
+require (
+	github.com/jackc/pgio v1.0.0 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/pgx/v5 v5.13.0 // indirect
+	golang.org/x/text v0.41.0 // indirect
+)

@@ -1,0 +1,129 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/walhook/walhook/dispatch/signature"
+)
+
+const (
+	maxResponseRead   = 64 << 10 // read so the connection can be reused
+	maxResponseStored = 1 << 10  // SPEC §5: first 1 KiB
+)
+
+// outcome is what one attempt of a job came to.
+type outcome struct {
+	job
+	attemptedAt time.Time
+	duration    time.Duration
+	statusCode  int // 0: no answer
+	err         string
+	respBody    string
+	status      string    // the delivery's new status
+	next        time.Time // when pending: the next attempt
+}
+
+// work attempts jobs until ctx is done. An attempt under way when ctx is
+// cancelled still runs to its end (bounded by the endpoint's timeout), so
+// that it is recorded.
+func (d *Dispatcher) work(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-d.jobs:
+			d.outcomes <- d.attempt(context.WithoutCancel(ctx), j)
+		}
+	}
+}
+
+// attempt posts the job's body once and decides what follows.
+func (d *Dispatcher) attempt(ctx context.Context, j job) outcome {
+	ep := j.ep
+	o := outcome{job: j, attemptedAt: time.Now()}
+	ctx, cancel := context.WithTimeout(ctx, ep.Timeout)
+	defer cancel()
+
+	var retryAfter time.Duration
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(j.body))
+	if err == nil {
+		for k, v := range ep.Headers {
+			req.Header.Set(k, v)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", d.cfg.UserAgent)
+		signature.SetHeaders(req.Header, ep.Secrets, j.eventID, o.attemptedAt, j.body)
+		var resp *http.Response
+		resp, err = ep.client.Do(req)
+		if err == nil {
+			o.statusCode = resp.StatusCode
+			body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxResponseRead))
+			resp.Body.Close()
+			o.respBody = storableBody(body)
+			retryAfter = parseRetryAfter(resp.StatusCode, resp.Header, time.Now())
+			switch {
+			case resp.StatusCode < 200 || resp.StatusCode > 299:
+				o.err = fmt.Sprintf("HTTP %d", resp.StatusCode)
+				if loc := resp.Header.Get("Location"); loc != "" && resp.StatusCode >= 300 && resp.StatusCode < 400 {
+					o.err += " (redirects are not followed)"
+				}
+			case readErr != nil && ctx.Err() != nil:
+				// A 2xx whose body did not arrive within the timeout.
+				o.err = fmt.Sprintf("timeout after %s reading the response", ep.Timeout)
+			}
+		}
+	}
+	if err != nil {
+		o.err = describeError(err, ctx, ep.Timeout)
+	}
+	o.duration = time.Since(o.attemptedAt)
+
+	d.stats.Attempts.Add(1)
+	n := j.attempts + 1
+	switch {
+	case o.err == "":
+		o.status = "delivered"
+		d.stats.Delivered.Add(1)
+	case n-j.base >= ep.MaxAttempts || time.Since(j.queuedAt) >= ep.MaxAge:
+		o.status = "failed"
+		d.stats.Failed.Add(1)
+	default:
+		o.status = "pending"
+		o.next = nextAttempt(time.Now(), n-j.base, retryAfter, ep.Backoff, rand.Float64())
+	}
+	return o
+}
+
+// describeError says why an attempt got no answer, without the URL, which
+// may carry a token.
+func describeError(err error, ctx context.Context, timeout time.Duration) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Sprintf("timeout after %s", timeout)
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	return err.Error()
+}
+
+// storableBody keeps the first KiB of a response as valid text.
+func storableBody(b []byte) string {
+	if len(b) > maxResponseStored {
+		b = b[:maxResponseStored]
+		for len(b) > 0 && !utf8.Valid(b) && len(b) > maxResponseStored-utf8.UTFMax {
+			b = b[:len(b)-1]
+		}
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(string(b), "\uFFFD"), "\x00", "")
+}

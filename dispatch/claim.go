@@ -1,0 +1,129 @@
+package dispatch
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// claimLoop claims due deliveries whenever it is woken (fresh events of
+// other processes by NOTIFY, freed capacity and retries by this process)
+// and at least every PollInterval, until ctx is done.
+func (d *Dispatcher) claimLoop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var nextRetry time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.kick:
+		case <-timer.C:
+		case t := <-d.retryAt:
+			if nextRetry.IsZero() || t.Before(nextRetry) {
+				nextRetry = t
+			}
+		}
+		now := time.Now()
+		if !nextRetry.IsZero() && !now.Before(nextRetry) {
+			nextRetry = time.Time{}
+		}
+		if err := d.claimDue(ctx); err != nil && !isShutdown(ctx, err) {
+			d.log.Warn("claim due deliveries", "err", err)
+		}
+		wait := d.cfg.PollInterval
+		if !nextRetry.IsZero() {
+			wait = min(wait, time.Until(nextRetry))
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(max(wait, time.Millisecond))
+	}
+}
+
+// claimDue claims as many due deliveries as there is capacity for and
+// queues them for the workers.
+func (d *Dispatcher) claimDue(ctx context.Context) error {
+	for ctx.Err() == nil {
+		want := d.reserve(d.maxInFlight)
+		if want == 0 {
+			return nil // the outcome writer wakes us when capacity frees
+		}
+		rows, err := d.pool.Query(ctx, d.sql.claimDue, d.id, want, d.names, d.lease.Milliseconds())
+		if err != nil {
+			d.inFlight.Add(-want)
+			return err
+		}
+		jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (job, error) {
+			var j job
+			var name string
+			var attempts, base int32
+			var body *string
+			if err := row.Scan(&j.eventID, &name, &attempts, &base, &j.queuedAt, &body); err != nil {
+				return j, err
+			}
+			if body == nil {
+				return j, fmt.Errorf("delivery %s to %s has no event row", j.eventID, name)
+			}
+			j.ep, j.attempts, j.base, j.body = d.endpoints[name], int(attempts), int(base), []byte(*body)
+			return j, nil
+		})
+		if err != nil {
+			d.inFlight.Add(-want)
+			return fmt.Errorf("claim due deliveries: %w", err)
+		}
+		d.inFlight.Add(int64(len(jobs)) - want)
+		for _, j := range jobs {
+			d.jobs <- j
+		}
+		if int64(len(jobs)) < want {
+			return nil
+		}
+	}
+	return nil
+}
+
+// listen wakes the claimer on NOTIFY from the process that captures. Its
+// session also tells other processes that this one is alive (see rescue).
+func (d *Dispatcher) listen(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := d.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Warn("listen for new events; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (d *Dispatcher) listenOnce(ctx context.Context) error {
+	cfg := d.pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["application_name"] = "walhook:" + d.id
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{d.sql.channel}.Sanitize()); err != nil {
+		return err
+	}
+	d.wake() // anything announced while we were not listening
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		d.wake()
+	}
+}

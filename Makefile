@@ -1,0 +1,24 @@
+# walhook: the usual tasks. `make test` is what CI runs.
+GO ?= go
+FUZZTIME ?= 30s
+
+.PHONY: build test fuzz bench demo
+build:
+	$(GO) build -o bin/walhook ./cmd/walhook
+
+test:
+	$(GO) test -count=1 -timeout 45m ./...
+
+# Each fuzz target for FUZZTIME; crashers land in testdata/fuzz and become
+# regression cases of the ordinary tests.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./cmd/walhook/internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./dispatch/signature/
+	$(GO) test -run '^$$' -fuzz '^FuzzRenderValue$$' -fuzztime $(FUZZTIME) ./cdc/
+	$(GO) test -run '^$$' -fuzz '^FuzzRenderArray$$' -fuzztime $(FUZZTIME) ./cdc/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+demo:
+	$(GO) run ./cmd/walhook demo

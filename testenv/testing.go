@@ -86,7 +86,7 @@ func NewCluster(t testing.TB, opts Options) *Cluster {
 	return c
 }
 
-// DB is a database of its own for one test, on the shared cluster.
+// DB is a database of its own for one test.
 type DB struct {
 	Name    string
 	DSN     string
@@ -100,7 +100,12 @@ type DB struct {
 // slots.
 func NewDB(t testing.TB) *DB {
 	t.Helper()
-	c := SharedCluster(t)
+	return NewDBOn(t, SharedCluster(t))
+}
+
+// NewDBOn is NewDB on cluster c, such as a private one from NewCluster.
+func NewDBOn(t testing.TB, c *Cluster) *DB {
+	t.Helper()
 	name := dbName(t.Name())
 	dsn, err := c.CreateDatabase(t.Context(), name)
 	if err != nil {

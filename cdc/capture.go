@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pglogrepl"
 )
@@ -75,6 +76,10 @@ type Capture struct {
 	types map[uint32]*valueType
 	// identity is the replica identity last reported, to warn on changes.
 	identity byte
+
+	// tableCheckEvery is how often the stream asks the catalog whether the
+	// table still exists under its name; tests shorten it.
+	tableCheckEvery time.Duration
 }
 
 // slotName is what START_REPLICATION accepts unquoted.
@@ -122,6 +127,8 @@ func New(cfg Config, sink Sink) (*Capture, error) {
 		log:    log.With("component", "cdc"),
 		filter: newColumnFilter(&cfg),
 		types:  make(map[uint32]*valueType),
+
+		tableCheckEvery: tableCheckInterval,
 	}, nil
 }
 

@@ -61,8 +61,27 @@ func parseTableName(s string) (schema, table string, err error) {
 	return "", "", fmt.Errorf("table name %q: want schema.table", s)
 }
 
-// quoteIdent quotes an SQL identifier.
+var plainIdent = regexp.MustCompile(`^[a-z_][a-z0-9_$]*$`)
+
+// reservedWords are the reserved SQL keywords a table, schema or
+// publication name could plausibly collide with.
+var reservedWords = map[string]bool{
+	"all": true, "analyse": true, "analyze": true, "and": true, "any": true, "array": true, "as": true, "asc": true,
+	"both": true, "case": true, "cast": true, "check": true, "collate": true, "column": true, "constraint": true,
+	"create": true, "current_user": true, "default": true, "desc": true, "distinct": true, "do": true, "else": true,
+	"end": true, "except": true, "false": true, "for": true, "foreign": true, "from": true, "grant": true,
+	"group": true, "having": true, "in": true, "into": true, "limit": true, "not": true, "null": true, "offset": true,
+	"on": true, "only": true, "or": true, "order": true, "primary": true, "references": true, "select": true,
+	"session_user": true, "some": true, "table": true, "then": true, "to": true, "true": true, "union": true,
+	"unique": true, "user": true, "using": true, "when": true, "where": true, "with": true,
+}
+
+// quoteIdent quotes an SQL identifier where it needs quotes, as
+// PostgreSQL's quote_ident does, so that messages read naturally.
 func quoteIdent(s string) string {
+	if plainIdent.MatchString(s) && !reservedWords[s] {
+		return s
+	}
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 

@@ -1,0 +1,7 @@
+package cdc
+
+import "time"
+
+// SetTableCheckInterval lets tests see a dropped table without waiting the
+// production interval.
+func SetTableCheckInterval(c *Capture, d time.Duration) { c.tableCheckEvery = d }

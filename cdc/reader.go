@@ -51,6 +51,10 @@ type reader struct {
 	sent    pglogrepl.LSN // last position confirmed
 	sentAt  time.Time
 	armedAt time.Time // when the read deadline was last moved
+	// unwake cancels the wake-up at the session's end; woken is closed once
+	// it ran.
+	unwake func() bool
+	woken  <-chan struct{}
 }
 
 // read runs the reader until the session ends. On a clean stop (ctx done) it
@@ -58,6 +62,14 @@ type reader struct {
 // position and says goodbye to the server.
 func (s *session) read(sctx, ctx context.Context, procDone <-chan struct{}) error {
 	r := &reader{s: s, conn: s.repl, net: s.repl.Conn(), sent: s.durable.load()}
+	// Wake a waiting read at once when the session ends.
+	woken := make(chan struct{})
+	r.unwake = context.AfterFunc(sctx, func() {
+		_ = r.net.SetReadDeadline(time.Now())
+		close(woken)
+	})
+	r.woken = woken
+	defer r.unwake()
 	for {
 		if sctx.Err() != nil {
 			return r.stop(ctx, procDone)
@@ -186,6 +198,9 @@ func (r *reader) stop(ctx context.Context, procDone <-chan struct{}) error {
 		return nil // the session failed elsewhere: nothing new to confirm
 	}
 	<-procDone
+	if !r.unwake() {
+		<-r.woken // so that it cannot cut the goodbye below short
+	}
 	if err := r.confirm(true); err != nil {
 		r.s.c.log.Warn("could not confirm the final position at stop; it will be replayed", "error", err)
 		return nil

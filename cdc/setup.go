@@ -45,6 +45,12 @@ func (c *Capture) Setup(ctx context.Context) error {
 	if !found {
 		return fmt.Errorf("source table %s does not exist: create it, or set source.table to the table to watch", name)
 	}
+	if info.replIdent == 'n' {
+		// With the table in a publication, PostgreSQL would refuse the
+		// application's UPDATEs and DELETEs.
+		return fmt.Errorf("source table %s has REPLICA IDENTITY NOTHING: once published, its UPDATEs and DELETEs would fail; run ALTER TABLE %s REPLICA IDENTITY FULL (or DEFAULT)",
+			name, name)
+	}
 	if err := c.checkColumns(ctx, conn, info.oid); err != nil {
 		return err
 	}
@@ -189,6 +195,9 @@ func (c *Capture) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("replication slot %q belongs to database %q, not %q: set database.slot to another name", slot, s.database, dbName)
 	case s.walStatus == "lost":
 		return c.slotLost(s)
+	case s.walStatus == "unreserved":
+		c.log.Warn("replication slot is about to lose WAL it needs (max_slot_wal_keep_size); start streaming soon or events will be lost",
+			"slot", slot, "confirmed_flush_lsn", s.confirmedFlush.String())
 	}
 	c.log.Info("resuming replication slot", "slot", slot, "confirmed_flush_lsn", s.confirmedFlush.String())
 	return nil

@@ -289,6 +289,7 @@ func TestSetupErrors(t *testing.T) {
 			nil, "ALTER PUBLICATION walhook ADD TABLE public.users"},
 		{"publication without deletes", testenv.UsersTableSQL + "; CREATE PUBLICATION walhook FOR TABLE users WITH (publish = 'insert, update')",
 			nil, "does not publish"},
+		{"replica identity nothing", testenv.UsersTableSQL + "; ALTER TABLE users REPLICA IDENTITY NOTHING", nil, "REPLICA IDENTITY NOTHING"},
 		{"physical slot", testenv.UsersTableSQL + "; SELECT pg_create_physical_replication_slot(current_database())", nil, "not a logical pgoutput slot"},
 	}
 	for _, tt := range tests {

@@ -187,11 +187,22 @@ func baseConfig(db *testenv.DB) cdc.Config {
 // newHarness creates the capture and runs Setup, without starting Run.
 func newHarness(t testing.TB, db *testenv.DB, cfg cdc.Config) *harness {
 	t.Helper()
-	h := &harness{t: t, db: db, sink: newRecordingSink(), cfg: cfg}
+	return newHarnessWithSink(t, db, cfg, newRecordingSink(), nil)
+}
+
+// newHarnessWithSink is newHarness writing to sink, through wrap if set
+// (to inject failures).
+func newHarnessWithSink(t testing.TB, db *testenv.DB, cfg cdc.Config, sink *recordingSink, wrap func(cdc.Sink) cdc.Sink) *harness {
+	t.Helper()
+	h := &harness{t: t, db: db, sink: sink, cfg: cfg}
+	var target cdc.Sink = sink
+	if wrap != nil {
+		target = wrap(sink)
+	}
 	h.logs = &logBuffer{out: t.Output()}
 	cfg.Logger = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var err error
-	if h.cap, err = cdc.New(cfg, h.sink); err != nil {
+	if h.cap, err = cdc.New(cfg, target); err != nil {
 		t.Fatalf("cdc.New: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)

@@ -80,6 +80,8 @@ type Capture struct {
 	// tableCheckEvery is how often the stream asks the catalog whether the
 	// table still exists under its name; tests shorten it.
 	tableCheckEvery time.Duration
+	// silenceTimeout: see the constant; tests shorten it.
+	silenceTimeout time.Duration
 }
 
 // slotName is what START_REPLICATION accepts unquoted.
@@ -129,6 +131,7 @@ func New(cfg Config, sink Sink) (*Capture, error) {
 		types:  make(map[uint32]*valueType),
 
 		tableCheckEvery: tableCheckInterval,
+		silenceTimeout:  silenceTimeout,
 	}, nil
 }
 

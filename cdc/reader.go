@@ -17,9 +17,12 @@ const (
 	// readWait bounds each wait for a message, so that the reader notices
 	// a stop and a newly durable position within about a second.
 	readWait = time.Second
-	// statusInterval is the longest the server goes without a standby status
-	// update, well inside its default wal_sender_timeout (60s).
-	statusInterval = 10 * time.Second
+	// silenceTimeout is how long the server may stay silent before the
+	// connection is presumed dead (a partition leaves TCP open for hours).
+	// A third of it is the longest the server goes without a standby status
+	// update, which also asks for a reply: 10s, well inside the default
+	// wal_sender_timeout (60s).
+	silenceTimeout = 30 * time.Second
 	// ioTimeout bounds writes to the server and the goodbye at a stop.
 	ioTimeout = 10 * time.Second
 )
@@ -51,6 +54,7 @@ type reader struct {
 	sent    pglogrepl.LSN // last position confirmed
 	sentAt  time.Time
 	armedAt time.Time // when the read deadline was last moved
+	heard   time.Time // when the server last sent anything
 	// unwake cancels the wake-up at the session's end; woken is closed once
 	// it ran.
 	unwake func() bool
@@ -61,7 +65,7 @@ type reader struct {
 // waits for the processor to write what it holds, confirms the final
 // position and says goodbye to the server.
 func (s *session) read(sctx, ctx context.Context, procDone <-chan struct{}) error {
-	r := &reader{s: s, conn: s.repl, net: s.repl.Conn(), sent: s.durable.load()}
+	r := &reader{s: s, conn: s.repl, net: s.repl.Conn(), sent: s.durable.load(), heard: time.Now()}
 	// Wake a waiting read at once when the session ends.
 	woken := make(chan struct{})
 	r.unwake = context.AfterFunc(sctx, func() {
@@ -83,11 +87,15 @@ func (s *session) read(sctx, ctx context.Context, procDone <-chan struct{}) erro
 		// timeout leaves the connection usable.
 		msg, err := r.conn.ReceiveMessage(context.Background())
 		if err != nil {
-			if pgconn.Timeout(err) {
-				continue
+			if !pgconn.Timeout(err) {
+				return fmt.Errorf("receive from replication stream: %w", err)
 			}
-			return fmt.Errorf("receive from replication stream: %w", err)
+			if silent := time.Since(r.heard); silent > r.s.c.silenceTimeout {
+				return fmt.Errorf("no message from the server for %s although asked: connection presumed dead", silent.Round(time.Second))
+			}
+			continue
 		}
+		r.heard = time.Now()
 		switch m := msg.(type) {
 		case *pgproto3.CopyData:
 			if err := r.handle(sctx, m.Data); err != nil {
@@ -142,6 +150,8 @@ func (r *reader) push(sctx context.Context, m streamMsg) error {
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	// Time spent here is not the server's silence: we are not reading.
+	defer func() { r.heard = time.Now() }()
 	for {
 		select {
 		case r.s.ch <- m:
@@ -167,12 +177,14 @@ func (r *reader) armDeadline() {
 }
 
 // confirm sends a standby status update with the durable position as
-// written, flushed and applied, if it advanced, if statusInterval passed,
-// or if force is set (the server asked for a reply).
+// written, flushed and applied, if it advanced, if force is set (the server
+// asked for a reply), or if a third of silenceTimeout passed; that periodic
+// one asks the server to reply, so that a silent server means a dead one.
 func (r *reader) confirm(force bool) error {
 	lsn := r.s.durable.load()
 	now := time.Now()
-	if !force && lsn <= r.sent && now.Sub(r.sentAt) < statusInterval {
+	periodic := now.Sub(r.sentAt) >= r.s.c.silenceTimeout/3
+	if !force && lsn <= r.sent && !periodic {
 		return nil
 	}
 	_ = r.net.SetWriteDeadline(now.Add(ioTimeout))
@@ -181,6 +193,7 @@ func (r *reader) confirm(force bool) error {
 		WALFlushPosition: lsn,
 		WALApplyPosition: lsn,
 		ClientTime:       now,
+		ReplyRequested:   periodic,
 	})
 	if err != nil {
 		return fmt.Errorf("send standby status update at %s: %w", lsn, err)

@@ -112,8 +112,7 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	defer closeConn(s.meta)
-	start, err := s.check(ctx)
-	if err != nil {
+	if err := s.check(ctx); err != nil {
 		return err
 	}
 	if s.repl, err = c.connectReplication(ctx); err != nil {
@@ -124,6 +123,20 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	s.streaming, s.startedAt = true, time.Now()
+	// Read the position only now that the slot is ours: a process that held
+	// it until a moment ago may have confirmed more meanwhile, and the
+	// server keeps whatever we confirm, even a step back.
+	slot, found, err := lookupSlot(ctx, s.meta, c.cfg.Slot)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("replication slot %q vanished after START_REPLICATION", c.cfg.Slot)
+	}
+	start := slot.confirmedFlush
+	// The server's word, even below what we last sent: a confirmation lost
+	// with a dead connection never counted.
+	c.confirmed.Store(uint64(start))
 	s.durable.store(start)
 	c.log.Info("streaming changes", "slot", c.cfg.Slot, "table", c.tableName(), "from_lsn", start.String())
 
@@ -150,39 +163,38 @@ func (s *session) run(ctx context.Context) error {
 }
 
 // check verifies, before streaming, that the table, publication and slot
-// are still as Setup left them, and returns the slot's confirmed position.
-func (s *session) check(ctx context.Context) (pglogrepl.LSN, error) {
+// are still as Setup left them.
+func (s *session) check(ctx context.Context) error {
 	c := s.c
 	info, found, err := lookupTable(ctx, s.meta, c.schema, c.table)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if !found {
-		return 0, fmt.Errorf("%w: source table %s does not exist (dropped or renamed): restore it, or set source.table to its new name, and start walhook again",
+		return fmt.Errorf("%w: source table %s does not exist (dropped or renamed): restore it, or set source.table to its new name, and start walhook again",
 			ErrTableGone, c.tableName())
 	}
 	s.tableOID = info.oid
 	p, err := lookupPublication(ctx, s.meta, c.cfg.Publication, c.schema, c.table)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if !p.exists || !p.includes {
-		return 0, fmt.Errorf("%w: publication %q no longer exists or no longer includes table %s: start walhook again to recreate it (changes made meanwhile are not captured)",
+		return fmt.Errorf("%w: publication %q no longer exists or no longer includes table %s: start walhook again to recreate it (changes made meanwhile are not captured)",
 			ErrTableGone, c.cfg.Publication, c.tableName())
 	}
 	slot, found, err := lookupSlot(ctx, s.meta, c.cfg.Slot)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if !found {
-		return 0, fmt.Errorf("%w: replication slot %q no longer exists, so changes since it was dropped are lost: start walhook again to create a new one",
+		return fmt.Errorf("%w: replication slot %q no longer exists, so changes since it was dropped are lost: start walhook again to create a new one",
 			ErrSlotInvalidated, c.cfg.Slot)
 	}
 	if slot.walStatus == "lost" {
-		return 0, c.slotLost(slot)
+		return c.slotLost(slot)
 	}
-	c.raiseConfirmed(slot.confirmedFlush)
-	return slot.confirmedFlush, nil
+	return nil
 }
 
 func (s *session) startReplication(ctx context.Context) error {

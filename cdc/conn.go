@@ -1,13 +1,18 @@
 package cdc
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
+
+const readBufferSize = 256 << 10
 
 // sessionParams make the text forms pgoutput sends stable whatever the
 // server's or role's defaults: to_jsonb-compatible dates and zones, and
@@ -59,6 +64,11 @@ func (c *Capture) connectReplication(ctx context.Context) (*pgconn.PgConn, error
 	}
 	applyParams(cfg)
 	cfg.RuntimeParams["replication"] = "database"
+	// The stream is one long run of small messages: reading it in large
+	// chunks saves most of the read syscalls pgproto3's 8 KiB buffer makes.
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		return pgproto3.NewFrontend(bufio.NewReaderSize(r, readBufferSize), w)
+	}
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	conn, err := pgconn.ConnectConfig(ctx, cfg)

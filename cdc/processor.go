@@ -110,8 +110,10 @@ func (p *processor) flush(ctx context.Context, n int) error {
 	}
 	if n >= p.complete && p.completeEnd != 0 {
 		p.raise(p.completeEnd)
+		p.c.log.Debug("wrote events", "events", n, "durable_lsn", p.completeEnd.String())
 		p.complete, p.completeEnd = 0, 0
 	} else {
+		p.c.log.Debug("wrote events of an unfinished transaction", "events", n, "transaction", p.tx.lsn.String())
 		p.complete -= min(n, p.complete)
 	}
 	// A new slice: the sink may keep the one it was given.

@@ -218,6 +218,7 @@ func (r *reader) stop(ctx context.Context, procDone <-chan struct{}) error {
 		r.s.c.log.Warn("could not confirm the final position at stop; it will be replayed", "error", err)
 		return nil
 	}
+	r.s.c.log.Info("stopped streaming", "slot", r.s.c.cfg.Slot, "confirmed_lsn", r.sent.String())
 	_ = r.net.SetDeadline(time.Now().Add(ioTimeout))
 	if _, err := pglogrepl.SendStandbyCopyDone(context.Background(), r.conn); err != nil {
 		r.s.c.log.Debug("end replication stream", "error", err)

@@ -258,6 +258,30 @@ func (c *changeTest) run(t *testing.T) {
 			}
 			checkData(t, c.db, evs[0], queryString(t, c.db, "SELECT ($1::jsonb - 'bio')::text", bigSnap))
 		}
+		evs = c.step(func() { c.db.Exec(t, "DELETE FROM users WHERE id = $1", big) })
+		expectN(t, evs, 1, "user.deleted")
+		if c.full {
+			checkData(t, c.db, evs[0], bigSnap) // the old row carries the TOASTed value
+		} else {
+			checkData(t, c.db, evs[0], fmt.Sprintf(`{"id": %d}`, big))
+		}
+	})
+	t.Run("update of the primary key", func(t *testing.T) {
+		var id int64
+		var old, snap string
+		c.step(func() { id, old = c.insert("key@example.com") })
+		evs := c.step(func() {
+			c.db.Exec(t, "UPDATE users SET id = id + 1000000 WHERE id = $1", id)
+			snap = c.row(id + 1000000)
+		})
+		expectN(t, evs, 1, "user.updated")
+		checkData(t, c.db, evs[0], snap)
+		if want := fmt.Sprint(id + 1000000); evs[0].UserID != want {
+			t.Errorf("user id %q, want the new key %s", evs[0].UserID, want)
+		}
+		if c.full {
+			checkPrevious(t, c.db, evs[0], old, "id")
+		}
 	})
 	t.Run("alter table mid-stream", func(t *testing.T) {
 		c.db.Exec(t, "ALTER TABLE users ADD COLUMN nickname text DEFAULT 'nick'")

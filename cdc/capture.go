@@ -56,7 +56,9 @@ var ErrSlotInvalidated = errors.New("replication slot invalidated")
 var ErrTableGone = errors.New("source table gone")
 
 // Capture streams the source table's changes into a Sink. Create it with
-// New, call Setup once at start-up, then Run.
+// New, call Setup once at start-up, then Run; Setup and Run must not run
+// concurrently with each other or themselves. ConfirmedLSN may be called
+// from any goroutine.
 type Capture struct {
 	cfg    Config
 	schema string // Table, parsed

@@ -145,6 +145,29 @@ func run(t *testing.T, timeout time.Duration, args ...string) (string, int) {
 	return string(out), 0
 }
 
+// startAttached starts `walhook run -config cfg` and waits until it holds
+// its slot: changes committed before the slot exists are not captured.
+func startAttached(t testing.TB, db *testenv.DB, cfg string, args ...string) *proc {
+	t.Helper()
+	p := start(t, append([]string{"run", "-config", cfg}, args...)...)
+	waitSlotActive(t, db)
+	return p
+}
+
+// waitSlotActive waits until a walhook process streams from the slot.
+func waitSlotActive(t testing.TB, db *testenv.DB) {
+	t.Helper()
+	eventually(t, 60*time.Second, "walhook attached to its slot", func() (bool, string) {
+		var n int64
+		err := db.Pool.QueryRow(context.Background(),
+			"SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walhook' AND active").Scan(&n)
+		if err != nil {
+			return false, err.Error()
+		}
+		return n == 1, "no active slot"
+	})
+}
+
 func (p *proc) kill(t *testing.T) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGKILL)
@@ -183,7 +206,7 @@ func (p *proc) peakRSS(t *testing.T) int64 {
 }
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

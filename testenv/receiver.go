@@ -107,11 +107,14 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	w.Write(respBody)
 }
 
-// Requests returns a copy of the requests received so far, in arrival order.
+// Requests returns the requests received so far, in arrival order. The
+// slice is a read-only view, not a copy: requests are only ever appended,
+// so it stays valid, and waiting on tens of thousands of requests does not
+// copy them all at every arrival.
 func (r *Receiver) Requests() []Request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]Request(nil), r.requests...)
+	return r.requests[:len(r.requests):len(r.requests)]
 }
 
 // WaitFor blocks until cond holds for the requests received so far, checking
@@ -120,7 +123,7 @@ func (r *Receiver) Requests() []Request {
 func (r *Receiver) WaitFor(ctx context.Context, cond func([]Request) bool) error {
 	for {
 		r.mu.Lock()
-		reqs := append([]Request(nil), r.requests...)
+		reqs := r.requests[:len(r.requests):len(r.requests)]
 		changed := r.changed
 		r.mu.Unlock()
 		if cond(reqs) {

@@ -2,6 +2,7 @@ package cdc
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -16,7 +17,10 @@ var fuzzTypes = []*valueType{
 	{kind: kindArray, elem: &valueType{kind: kindArray, elem: typeBool, delim: ','}, delim: ','},
 }
 
-// FuzzRenderValue: whatever the text, the rendering is valid JSON.
+// FuzzRenderValue: whatever the text, the rendering is valid JSON, and one
+// that jsonb accepts (the sink stores the body as jsonb) unless the text is
+// something PostgreSQL never sends: a NUL byte, or a number out of numeric's
+// range in a number column.
 func FuzzRenderValue(f *testing.F) {
 	f.Add(uint8(0), "plain")
 	f.Add(uint8(2), "NaN")
@@ -27,6 +31,10 @@ func FuzzRenderValue(f *testing.F) {
 		out := appendValue(nil, typ, []byte(s))
 		if !json.Valid(out) {
 			t.Fatalf("appendValue(%d, %q) = %q: invalid JSON", kind, s, out)
+		}
+		numbers := typ.kind == kindNumber || (typ.kind == kindArray && typ.elem.kind == kindNumber)
+		if !numbers && !strings.Contains(s, "\x00") && !validJSONB(out) {
+			t.Fatalf("appendValue(%d, %q) = %q: jsonb refuses it", kind, s, out)
 		}
 	})
 }

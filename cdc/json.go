@@ -2,7 +2,6 @@ package cdc
 
 import (
 	"bytes"
-	"encoding/json"
 	"unicode/utf8"
 )
 
@@ -76,9 +75,10 @@ func appendValue(dst []byte, t *valueType, v []byte) []byte {
 			return append(dst, v...)
 		}
 	case kindJSON:
-		// jsonb rejects \u0000, and the body is stored as jsonb by the sink;
-		// such a json value (to_jsonb fails on it too) travels as a string.
-		if !bytes.Contains(v, []byte(`\u0000`)) && utf8.Valid(v) && json.Valid(v) {
+		// The sink stores the body as jsonb, so a json value that jsonb
+		// rejects (to_jsonb fails on it too) would fail every insert of its
+		// batch and stall capture for good; it travels as a string instead.
+		if validJSONB(v) {
 			return append(dst, v...)
 		}
 	case kindTimestamp, kindTimestamptz:
@@ -91,6 +91,286 @@ func appendValue(dst []byte, t *valueType, v []byte) []byte {
 		dst = dst[:mark]
 	}
 	return appendString(dst, v)
+}
+
+// Limits of PostgreSQL's jsonb input (version 15).
+const (
+	// maxJSONDepth is encoding/json's nesting limit. PostgreSQL's own limit
+	// comes from its stack size (about 15000 levels by default); staying
+	// well below it leaves room for the levels the body adds around a value.
+	maxJSONDepth = 10000
+	// jsonb stores numbers as numeric, whose weight (int16, in base-10000
+	// digits) allows at most 131072 digits before the decimal point and
+	// whose display scale (14 bits) at most 16383 after it.
+	maxNumericIntDigits  = 131072
+	maxNumericFracDigits = 16383
+	// maxNumericExponent: numeric_in refuses an exponent of INT_MAX/2 or
+	// more in either direction, even on zero.
+	maxNumericExponent = 1<<30 - 1
+)
+
+// validJSONB reports whether PostgreSQL's jsonb input accepts v: valid
+// UTF-8 and JSON syntax, no \u0000 escape (text cannot hold NUL), UTF-16
+// surrogate escapes only as a high one directly followed by a low one, and
+// numbers in numeric's range. The json type checks only the syntax, so a
+// json column can hold values jsonb refuses. It makes a single pass over v
+// without allocating unless objects and arrays nest more than 64 deep.
+func validJSONB(v []byte) bool {
+	var buf [64]byte
+	stack := buf[:0] // the open containers, '[' or '{', innermost last
+	i := skipJSONSpace(v, 0)
+	for {
+		// A value starts at i.
+		if i >= len(v) {
+			return false
+		}
+		switch c := v[i]; c {
+		case '{', '[':
+			if len(stack) >= maxJSONDepth {
+				return false
+			}
+			stack = append(stack, c)
+			i = skipJSONSpace(v, i+1)
+			if i < len(v) && v[i] == c+2 { // '}' is '{'+2, ']' is '['+2
+				stack = stack[:len(stack)-1]
+				i++
+				break
+			}
+			if c == '[' {
+				continue
+			}
+			var ok bool
+			if i, ok = scanJSONKey(v, i); !ok {
+				return false
+			}
+			continue
+		case '"':
+			var ok bool
+			if i, ok = scanJSONString(v, i); !ok {
+				return false
+			}
+		case 't':
+			if !bytes.HasPrefix(v[i:], []byte("true")) {
+				return false
+			}
+			i += 4
+		case 'f':
+			if !bytes.HasPrefix(v[i:], []byte("false")) {
+				return false
+			}
+			i += 5
+		case 'n':
+			if !bytes.HasPrefix(v[i:], []byte("null")) {
+				return false
+			}
+			i += 4
+		default:
+			var ok bool
+			if i, ok = scanJSONBNumber(v, i); !ok {
+				return false
+			}
+		}
+		// A value ended at i: close containers until one continues.
+		for {
+			i = skipJSONSpace(v, i)
+			if len(stack) == 0 {
+				return i == len(v)
+			}
+			if i >= len(v) {
+				return false
+			}
+			open := stack[len(stack)-1]
+			if v[i] == open+2 {
+				stack = stack[:len(stack)-1]
+				i++
+				continue
+			}
+			if v[i] != ',' {
+				return false
+			}
+			i = skipJSONSpace(v, i+1)
+			if open == '{' {
+				var ok bool
+				if i, ok = scanJSONKey(v, i); !ok {
+					return false
+				}
+			}
+			break
+		}
+	}
+}
+
+// skipJSONSpace returns the index of the first byte at or after i that is
+// not JSON whitespace.
+func skipJSONSpace(v []byte, i int) int {
+	for i < len(v) && (v[i] == ' ' || v[i] == '\t' || v[i] == '\n' || v[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanJSONKey scans an object key and its colon at i and returns the index
+// where the member's value may start.
+func scanJSONKey(v []byte, i int) (int, bool) {
+	i, ok := scanJSONString(v, i)
+	if !ok {
+		return i, false
+	}
+	i = skipJSONSpace(v, i)
+	if i >= len(v) || v[i] != ':' {
+		return i, false
+	}
+	return skipJSONSpace(v, i+1), true
+}
+
+// scanJSONString scans the string starting at v[i] and returns the index
+// after its closing quote; ok is false unless jsonb would accept it.
+func scanJSONString(v []byte, i int) (int, bool) {
+	if i >= len(v) || v[i] != '"' {
+		return i, false
+	}
+	i++
+	for i < len(v) {
+		c := v[i]
+		if c < utf8.RuneSelf && safeASCII[c] {
+			i++
+			continue
+		}
+		switch {
+		case c == '"':
+			return i + 1, true
+		case c < 0x20:
+			return i, false
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRune(v[i:])
+			if r == utf8.RuneError && size == 1 {
+				return i, false
+			}
+			i += size
+		case i+1 >= len(v):
+			return i, false
+		case v[i+1] != 'u':
+			switch v[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			default:
+				return i, false
+			}
+		default:
+			u, ok := jsonHex4(v, i+2)
+			switch {
+			case !ok || u == 0 || (u >= 0xDC00 && u <= 0xDFFF):
+				return i, false
+			case u >= 0xD800 && u <= 0xDBFF:
+				// A high surrogate must be followed at once by the escape
+				// of a low one.
+				if i+7 >= len(v) || v[i+6] != '\\' || v[i+7] != 'u' {
+					return i, false
+				}
+				if lo, ok := jsonHex4(v, i+8); !ok || lo < 0xDC00 || lo > 0xDFFF {
+					return i, false
+				}
+				i += 12
+			default:
+				i += 6
+			}
+		}
+	}
+	return i, false
+}
+
+// jsonHex4 decodes the four hex digits at v[i:i+4].
+func jsonHex4(v []byte, i int) (rune, bool) {
+	if i+4 > len(v) {
+		return 0, false
+	}
+	var u rune
+	for _, c := range v[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		u = u<<4 | rune(c)
+	}
+	return u, true
+}
+
+// scanJSONBNumber scans the JSON number at v[i] and returns the index after
+// it; ok is false unless numeric can hold it. numeric expands an exponent,
+// so the digits that count are those before and after the decimal point
+// once the exponent has moved it.
+func scanJSONBNumber(v []byte, i int) (int, bool) {
+	if i < len(v) && v[i] == '-' {
+		i++
+	}
+	intStart := i
+	switch {
+	case i < len(v) && v[i] == '0':
+		i++
+	case i < len(v) && v[i] >= '1' && v[i] <= '9':
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			i++
+		}
+	default:
+		return i, false
+	}
+	intDigits := i - intStart
+	// firstNonZero is the decimal position of the leading significant
+	// digit (0 for units, -1 for tenths, ...); JSON has no leading zeros,
+	// so it is in the integer part unless that is "0".
+	zero := v[intStart] == '0'
+	firstNonZero := int64(intDigits - 1)
+	fracDigits := 0
+	if i < len(v) && v[i] == '.' {
+		i++
+		fracStart := i
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			if zero && v[i] != '0' {
+				zero = false
+				firstNonZero = int64(fracStart - i - 1)
+			}
+			i++
+		}
+		fracDigits = i - fracStart
+		if fracDigits == 0 {
+			return i, false
+		}
+	}
+	var exp int64
+	if i < len(v) && (v[i] == 'e' || v[i] == 'E') {
+		i++
+		neg := false
+		if i < len(v) && (v[i] == '+' || v[i] == '-') {
+			neg = v[i] == '-'
+			i++
+		}
+		start := i
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			if exp <= maxNumericExponent { // saturate, like strtol
+				exp = exp*10 + int64(v[i]-'0')
+			}
+			i++
+		}
+		if i == start || exp >= maxNumericExponent {
+			return i, false
+		}
+		if neg {
+			exp = -exp
+		}
+	}
+	if int64(fracDigits)-exp > maxNumericFracDigits {
+		return i, false
+	}
+	if !zero && firstNonZero+exp >= maxNumericIntDigits {
+		return i, false
+	}
+	return i, true
 }
 
 // isJSONNumber reports whether s is a number in JSON's grammar, which is

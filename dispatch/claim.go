@@ -65,7 +65,7 @@ func (d *Dispatcher) claimDue(ctx context.Context) error {
 			var name string
 			var attempts, base int32
 			var body *string
-			if err := row.Scan(&j.eventID, &name, &attempts, &base, &j.queuedAt, &body); err != nil {
+			if err := row.Scan(&j.eventID, &name, &j.userID, &attempts, &base, &j.queuedAt, &body); err != nil {
 				return j, err
 			}
 			if body == nil {
@@ -121,9 +121,12 @@ func (d *Dispatcher) listenOnce(ctx context.Context) error {
 	}
 	d.wake() // anything announced while we were not listening
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		d.wake()
+		if n.Payload != d.id { // our own events went to our workers already
+			d.wake()
+		}
 	}
 }

@@ -3,6 +3,7 @@ package dispatch_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -394,5 +395,58 @@ func TestTwoDispatchersDeliverEachEventOnce(t *testing.T) {
 		if n != 1 {
 			t.Errorf("event %s arrived %d times with a healthy receiver", id, n)
 		}
+	}
+}
+
+// TestReplayKeepsPerUserOrder: replaying an old delivered event of a user
+// whose later event waits for a retry puts the old one first again.
+func TestReplayKeepsPerUserOrder(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	failing := ""
+	rcv := testenv.StartReceiver(t, func(r testenv.Request) (int, http.Header, []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.ID() == failing {
+			return 503, nil, nil
+		}
+		return 200, nil, nil
+	})
+	ep := endpoint("crm", rcv.URL)
+	ep.Backoff = dispatch.Backoff{Initial: time.Second, Max: time.Second}
+	d := h.start(t, dispatch.Config{Endpoints: []dispatch.Endpoint{ep}})
+	first := makeEvents(0x5000, "u")
+	if err := d.Write(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
+	h.waitSettled(t, 30*time.Second)
+
+	later := makeEvents(0x6000, "u", "u")
+	mu.Lock()
+	failing = later[0].ID
+	mu.Unlock()
+	if err := d.Write(context.Background(), later); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until later[0]'s failed attempt is recorded: it waits for a retry.
+	for h.count(t, "SELECT count(*) FROM walhook.delivery_attempts WHERE event_id = $1", later[0].ID) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	replayedFrom := len(rcv.Requests())
+	if n, err := dispatch.Replay(context.Background(), h.db.Pool, "walhook", dispatch.ReplayFilter{EventID: first[0].ID}); err != nil || n != 1 {
+		t.Fatalf("replay: %d, %v", n, err)
+	}
+	mu.Lock()
+	failing = ""
+	mu.Unlock()
+	h.waitSettled(t, 30*time.Second)
+
+	var got []string
+	for _, r := range rcv.Requests()[replayedFrom:] {
+		got = append(got, r.ID())
+	}
+	want := []string{first[0].ID, later[0].ID, later[1].ID}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after the replay the user's events arrived as %v, want %v", got, want)
 	}
 }

@@ -55,6 +55,7 @@ type endpoint struct {
 type job struct {
 	ep       *endpoint
 	eventID  string
+	userID   string
 	attempts int // attempts made before this one
 	base     int // attempts at the last replay
 	queuedAt time.Time
@@ -97,7 +98,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Dispatcher, error) {
 	// A claim outlives its attempt by far; it only matters when a process
 	// hangs, since the rescuer frees the claims of processes that died.
 	d.lease = 2*maxTimeout + time.Minute
-	d.maxInFlight = int64(2 * cfg.Concurrency)
+	// Enough claimed deliveries in hand to keep the workers busy while the
+	// next claim and the last outcomes make their round trips.
+	d.maxInFlight = int64(8 * cfg.Concurrency)
 	d.jobs = make(chan job, d.maxInFlight)
 	d.outcomes = make(chan outcome, d.maxInFlight)
 	return d, nil

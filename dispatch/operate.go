@@ -47,11 +47,11 @@ type ReplayFilter struct {
 	Since    time.Time // events committed at or after
 }
 
-// Replay re-queues the selected deliveries: due now, with a fresh
-// max_attempts and max_age budget, attempt numbers continuing. It returns
-// how many it re-queued.
+// Replay re-queues the selected deliveries: due now (or after the earlier
+// pending deliveries of the same user), with a fresh max_attempts and
+// max_age budget, attempt numbers continuing. Deliveries being attempted at
+// this moment are left alone. It returns how many it re-queued.
 func Replay(ctx context.Context, pool *pgxpool.Pool, schema string, f ReplayFilter) (int64, error) {
-	q := pgx.Identifier{schema}.Sanitize()
 	var where []string
 	var args []any
 	add := func(cond string, v any) {
@@ -68,22 +68,39 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, schema string, f ReplayFilt
 		add("d.status = $%d", f.Status)
 	}
 	if !f.Since.IsZero() {
-		add("EXISTS (SELECT 1 FROM "+q+".events e WHERE e.id = d.event_id AND e.committed_at >= $%d)", f.Since)
+		add("EXISTS (SELECT 1 FROM "+pgx.Identifier{schema}.Sanitize()+".events e WHERE e.id = d.event_id AND e.committed_at >= $%d)", f.Since)
 	}
 	if len(where) == 0 {
 		return 0, fmt.Errorf("replay: give -event, -endpoint, -status or -since")
 	}
-	sql := `UPDATE ` + q + `.deliveries d SET status = 'pending', attempts_base = attempts,
-			next_attempt_at = now(), queued_at = now(), delivered_at = NULL, claimed_by = NULL
-		WHERE ` + strings.Join(where, " AND ")
+	sq := newQueries(schema)
+	requeue := strings.Replace(sq.requeue, "WHERE_FILTER", strings.Join(where, " AND "), 1)
 	var n int64
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, sql, args...)
+		rows, err := tx.Query(ctx, requeue, args...)
 		if err != nil {
 			return err
 		}
-		n = tag.RowsAffected()
-		_, err = tx.Exec(ctx, "SELECT pg_notify($1, '')", "walhook_"+schema)
+		var users, endpoints []string
+		for rows.Next() {
+			var u, e string
+			if err := rows.Scan(&u, &e); err != nil {
+				return err
+			}
+			users, endpoints = append(users, u), append(endpoints, e)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		n = int64(len(users))
+		if n == 0 {
+			return nil
+		}
+		// Which pending delivery comes first may have changed for these users.
+		if _, err := tx.Exec(ctx, sq.rehead, users, endpoints); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, "SELECT pg_notify($1, '')", sq.channel)
 		return err
 	})
 	if err != nil {

@@ -3,14 +3,17 @@ package dispatch
 import (
 	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 const maxOutcomeBatch = 512
 
-// recordOutcomes writes attempts' outcomes in batches, one round trip each,
-// until the outcomes channel is closed. It never drops an outcome while the
-// database is reachable; at shutdown it gives up after a while, leaving the
-// claims to the rescuer (the receiver then sees the delivery again).
+// recordOutcomes writes attempts' outcomes in batches, one round trip and
+// one transaction each, until the outcomes channel is closed. It never
+// drops an outcome while the database is reachable; at shutdown it gives up
+// after a while, leaving the claims to the rescuer (the receiver then sees
+// the delivery again).
 func (d *Dispatcher) recordOutcomes() {
 	batch := make([]outcome, 0, maxOutcomeBatch)
 	for o := range d.outcomes {
@@ -40,6 +43,7 @@ func (d *Dispatcher) writeOutcomes(batch []outcome) {
 	durations, codes := make([]int32, n), make([]*int32, n)
 	errs, bodies := make([]*string, n), make([]string, n)
 	var earliest time.Time
+	var doneUsers, doneEndpoints []string // deliveries leaving 'pending'
 	for i, o := range batch {
 		events[i], endpoints[i], statuses[i] = o.eventID, o.ep.Name, o.status
 		at[i], durations[i], bodies[i] = o.attemptedAt, int32(o.duration.Milliseconds()), o.respBody
@@ -48,6 +52,8 @@ func (d *Dispatcher) writeOutcomes(batch []outcome) {
 			if earliest.IsZero() || o.next.Before(earliest) {
 				earliest = o.next
 			}
+		} else {
+			doneUsers, doneEndpoints = append(doneUsers, o.userID), append(doneEndpoints, o.ep.Name)
 		}
 		if o.statusCode != 0 {
 			c := int32(o.statusCode)
@@ -60,8 +66,13 @@ func (d *Dispatcher) writeOutcomes(batch []outcome) {
 	backoff := 100 * time.Millisecond
 	giveUp := time.Now().Add(time.Minute)
 	for {
+		b := &pgx.Batch{}
+		b.Queue(d.sql.record, d.id, events, endpoints, statuses, next, at, durations, codes, errs, bodies)
+		if len(doneUsers) > 0 {
+			b.Queue(d.sql.promoteNext, doneUsers, doneEndpoints)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		_, err := d.pool.Exec(ctx, d.sql.record, d.id, events, endpoints, statuses, next, at, durations, codes, errs, bodies)
+		err := d.pool.SendBatch(ctx, b).Close()
 		cancel()
 		if err == nil {
 			break
@@ -73,6 +84,9 @@ func (d *Dispatcher) writeOutcomes(batch []outcome) {
 		d.log.Warn("record attempts; retrying", "attempts", n, "err", err, "in", backoff)
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 5*time.Second)
+	}
+	if len(doneUsers) > 0 {
+		d.wake() // promoted deliveries are due now
 	}
 	if !earliest.IsZero() {
 		select {

@@ -14,9 +14,9 @@ import (
 // one round trip and one transaction, and implements cdc.Sink: once it
 // returns nil the events survive any crash. Events stored before (a replay
 // of the stream) are ignored. While Run is running, fresh deliveries that
-// are due are claimed in the same transaction and handed to the workers
-// with the bodies in hand, so a new event is attempted without a poll and
-// without reading it back.
+// may be attempted at once are claimed in the same transaction and handed
+// to the workers with the bodies in hand, so a new event is attempted
+// without a poll and without reading it back.
 func (d *Dispatcher) Write(ctx context.Context, events []cdc.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -49,25 +49,29 @@ func (d *Dispatcher) Write(ctx context.Context, events []cdc.Event) error {
 	b.Queue(d.sql.insertEvents, ids, lsns, seqs, types, users, committed, bodies)
 	if len(dEvent) > 0 {
 		b.Queue(d.sql.insertDelivs, dEvent, dEndpoint, dUser, dLSN, dSeq)
-		b.Queue("SELECT pg_notify($1, '')", d.sql.channel)
+		b.Queue("SELECT pg_notify($1, $2)", d.sql.channel, d.id)
 	}
 	var claimed []job
-	if reserved > 0 {
-		b.Queue(d.sql.claimFresh, d.id, dEvent, dEndpoint, reserved, d.lease.Milliseconds()).Query(func(rows pgx.Rows) error {
+	if len(dEvent) > 0 {
+		b.Queue(d.sql.promoteFresh, d.id, dEvent, dEndpoint, reserved, d.lease.Milliseconds()).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var j job
 				var name string
-				var attempts, base int32
-				if err := rows.Scan(&j.eventID, &name, &attempts, &base, &j.queuedAt); err != nil {
+				var mine bool
+				if err := rows.Scan(&j.eventID, &name, &j.userID, &mine); err != nil {
 					return err
 				}
-				j.ep, j.attempts, j.base, j.body = d.endpoints[name], int(attempts), int(base), bodyOf[j.eventID]
-				claimed = append(claimed, j)
+				if mine {
+					j.ep, j.queuedAt, j.body = d.endpoints[name], time.Now(), bodyOf[j.eventID]
+					claimed = append(claimed, j)
+				}
 			}
 			return rows.Err()
 		})
 	}
-	// SendBatch runs the statements in one implicit transaction.
+	// SendBatch runs the statements in one implicit transaction, each with
+	// a fresh snapshot (READ COMMITTED), so promoteFresh sees the rows the
+	// statements before it inserted.
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
 		d.inFlight.Add(-reserved)
 		return fmt.Errorf("store %d events (%s..%s): %w", n, ids[0], ids[n-1], err)

@@ -25,6 +25,8 @@ CREATE TABLE {{schema}}.deliveries (
                                 CHECK (status IN ('pending', 'delivered', 'failed')),
     attempts        int         NOT NULL DEFAULT 0,
     attempts_base   int         NOT NULL DEFAULT 0, -- attempts when last replayed: max_attempts counts from here
+    -- When the delivery may be attempted; 'infinity' while an earlier
+    -- delivery of the same user to the same endpoint is pending (SPEC §4).
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     queued_at       timestamptz NOT NULL DEFAULT now(), -- captured or replayed: max_age counts from here
     delivered_at    timestamptz,
@@ -34,10 +36,16 @@ CREATE TABLE {{schema}}.deliveries (
 );
 CREATE INDEX deliveries_due_idx ON {{schema}}.deliveries (next_attempt_at)
     WHERE status = 'pending';
-CREATE INDEX deliveries_user_order_idx ON {{schema}}.deliveries (endpoint, user_id, commit_lsn, seq)
+-- user_id first: the claim filters on endpoint and must not be tempted by it.
+CREATE INDEX deliveries_user_order_idx ON {{schema}}.deliveries (user_id, endpoint, commit_lsn, seq)
     WHERE status = 'pending';
 CREATE INDEX deliveries_failed_idx ON {{schema}}.deliveries (endpoint, queued_at)
     WHERE status = 'failed';
+-- A queue table churns: keep its statistics and visibility fresh so that
+-- the claim's plan stays an index scan.
+ALTER TABLE {{schema}}.deliveries SET (
+    autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_delay = 0);
 CREATE INDEX deliveries_claimed_idx ON {{schema}}.deliveries (claimed_by)
     WHERE claimed_by IS NOT NULL;
 

@@ -55,36 +55,69 @@ func (d *Dispatcher) claimDue(ctx context.Context) error {
 		if want == 0 {
 			return nil // the outcome writer wakes us when capacity frees
 		}
-		rows, err := d.pool.Query(ctx, d.sql.claimDue, d.id, want, d.names, d.lease.Milliseconds())
+		jobs, stray, err := d.claimRows(ctx, want)
+		d.inFlight.Add(int64(len(jobs)) - want)
 		if err != nil {
-			d.inFlight.Add(-want)
-			return err
-		}
-		jobs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (job, error) {
-			var j job
-			var name string
-			var attempts, base int32
-			var body *string
-			if err := row.Scan(&j.eventID, &name, &j.userID, &attempts, &base, &j.queuedAt, &body); err != nil {
-				return j, err
-			}
-			if body == nil {
-				return j, fmt.Errorf("delivery %s to %s has no event row", j.eventID, name)
-			}
-			j.ep, j.attempts, j.base, j.body = d.endpoints[name], int(attempts), int(base), []byte(*body)
-			return j, nil
-		})
-		if err != nil {
-			d.inFlight.Add(-want)
 			return fmt.Errorf("claim due deliveries: %w", err)
 		}
-		d.inFlight.Add(int64(len(jobs)) - want)
 		for _, j := range jobs {
 			d.jobs <- j
 		}
-		if int64(len(jobs)) < want {
+		if len(stray) > 0 {
+			if err := d.park(ctx, stray); err != nil {
+				return err
+			}
+		}
+		if int64(len(jobs)+len(stray)) < want {
 			return nil
 		}
+	}
+	return nil
+}
+
+// claimRows runs the claim; stray are claimed deliveries to endpoints this
+// process has no configuration for.
+func (d *Dispatcher) claimRows(ctx context.Context, want int64) (jobs []job, stray []job, err error) {
+	rows, err := d.pool.Query(ctx, d.sql.claimDue, d.id, want, d.lease.Milliseconds())
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var j job
+		var name string
+		var attempts, base int32
+		var body *string
+		if err := rows.Scan(&j.eventID, &name, &j.userID, &attempts, &base, &j.queuedAt, &body); err != nil {
+			return nil, nil, err
+		}
+		j.ep, j.attempts, j.base = d.endpoints[name], int(attempts), int(base)
+		switch {
+		case j.ep == nil:
+			j.ep = &endpoint{Endpoint: Endpoint{Name: name}}
+			stray = append(stray, j)
+		case body == nil:
+			return nil, nil, fmt.Errorf("delivery %s to %s has no event row", j.eventID, name)
+		default:
+			j.body = []byte(*body)
+			jobs = append(jobs, j)
+		}
+	}
+	return jobs, stray, rows.Err()
+}
+
+// park puts back deliveries to endpoints missing from this process's
+// configuration, for a minute: another process may know them, or the
+// operator will replay or delete them.
+func (d *Dispatcher) park(ctx context.Context, stray []job) error {
+	events, endpoints := make([]string, len(stray)), make([]string, len(stray))
+	for i, j := range stray {
+		events[i], endpoints[i] = j.eventID, j.ep.Name
+	}
+	d.log.Warn("pending deliveries to an endpoint that is not configured; add it back, or replay or delete them",
+		"endpoint", endpoints[0], "deliveries", len(stray))
+	if _, err := d.pool.Exec(ctx, d.sql.park, d.id, events, endpoints); err != nil {
+		return fmt.Errorf("park deliveries to unknown endpoints: %w", err)
 	}
 	return nil
 }

@@ -450,3 +450,25 @@ func TestReplayKeepsPerUserOrder(t *testing.T) {
 		t.Errorf("after the replay the user's events arrived as %v, want %v", got, want)
 	}
 }
+
+// TestReplayedBatchDoesNotStrandLaterEvents: after a crash the stream is
+// replayed in batches that may start with events stored and delivered
+// already; a new event behind them must be due, not left waiting.
+func TestReplayedBatchDoesNotStrandLaterEvents(t *testing.T) {
+	h := newHarness(t)
+	d := mustDispatcherForWrite(t, h, "http://127.0.0.1:1/")
+	evs := makeEvents(0x7000, "u", "u", "u")
+	if err := d.Write(context.Background(), evs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	h.db.Exec(t, "UPDATE walhook.deliveries SET status = 'delivered' WHERE event_id = $1", evs[0].ID)
+	if err := d.Write(context.Background(), evs); err != nil { // the replay, with two new events
+		t.Fatal(err)
+	}
+	var due, waiting int64
+	h.db.QueryRowScan(t, `SELECT count(*) FILTER (WHERE next_attempt_at <= now()), count(*) FILTER (WHERE next_attempt_at = 'infinity')
+		FROM walhook.deliveries WHERE status = 'pending'`, nil, &due, &waiting)
+	if due != 1 || waiting != 1 {
+		t.Errorf("after the replay: %d due, %d waiting; want evs[1] due and evs[2] waiting behind it", due, waiting)
+	}
+}

@@ -2,13 +2,53 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/walhook/walhook/cdc"
 )
+
+// maxStoreTries bounds how often Write runs its transaction again after a
+// deadlock or serialization failure before it reports the error.
+const maxStoreTries = 5
+
+// storeRows are the columns Write sends, one array per column, so that a
+// batch of any size is a fixed number of statements.
+type storeRows struct {
+	ids, lsns, types, users, bodies []string
+	seqs                            []int32
+	committed                       []time.Time
+	// deliveries: one per event and subscribed endpoint
+	dEvent, dEndpoint, dUser, dLSN []string
+	dSeq                           []int32
+	bodyOf                         map[string][]byte
+}
+
+func (d *Dispatcher) rowsFor(events []cdc.Event) *storeRows {
+	n := len(events)
+	r := &storeRows{
+		ids: make([]string, n), lsns: make([]string, n), types: make([]string, n), users: make([]string, n),
+		bodies: make([]string, n), seqs: make([]int32, n), committed: make([]time.Time, n),
+		bodyOf: make(map[string][]byte, n),
+	}
+	for i, e := range events {
+		r.ids[i], r.lsns[i], r.seqs[i], r.types[i], r.users[i] = e.ID, e.CommitLSN.String(), int32(e.Index), e.Type, e.UserID
+		r.committed[i], r.bodies[i] = e.CommittedAt, string(e.Body)
+		for _, name := range d.names {
+			if d.endpoints[name].subscribes(e.Type) {
+				r.dEvent, r.dEndpoint, r.dUser = append(r.dEvent, e.ID), append(r.dEndpoint, name), append(r.dUser, e.UserID)
+				r.dLSN, r.dSeq = append(r.dLSN, r.lsns[i]), append(r.dSeq, r.seqs[i])
+				r.bodyOf[e.ID] = e.Body
+			}
+		}
+	}
+	return r
+}
 
 // Write stores events and one pending delivery per subscribed endpoint, in
 // one round trip and one transaction, and implements cdc.Sink: once it
@@ -21,39 +61,41 @@ func (d *Dispatcher) Write(ctx context.Context, events []cdc.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	n := len(events)
-	ids, lsns, seqs, types, users := make([]string, n), make([]string, n), make([]int32, n), make([]string, n), make([]string, n)
-	committed, bodies := make([]time.Time, n), make([]string, n)
-	var dEvent, dEndpoint, dUser, dLSN []string
-	var dSeq []int32
-	bodyOf := make(map[string][]byte, n)
-	for i, e := range events {
-		ids[i], lsns[i], seqs[i], types[i], users[i] = e.ID, e.CommitLSN.String(), int32(e.Index), e.Type, e.UserID
-		committed[i], bodies[i] = e.CommittedAt, string(e.Body)
-		for _, name := range d.names {
-			if d.endpoints[name].subscribes(e.Type) {
-				dEvent, dEndpoint, dUser, dLSN, dSeq = append(dEvent, e.ID), append(dEndpoint, name), append(dUser, e.UserID), append(dLSN, lsns[i]), append(dSeq, seqs[i])
-				bodyOf[e.ID] = e.Body
-			}
-		}
-	}
+	r := d.rowsFor(events)
 
 	d.stopMu.RLock()
 	defer d.stopMu.RUnlock()
 	var reserved int64
-	if d.accepting && len(dEvent) > 0 {
-		reserved = d.reserve(int64(len(dEvent)))
+	if d.accepting && len(r.dEvent) > 0 {
+		reserved = d.reserve(int64(len(r.dEvent)))
 	}
+	claimed, err := d.store(ctx, r, reserved)
+	// The transaction's FOR SHARE can deadlock with an outcome being
+	// recorded; the transaction is then simply run again.
+	for try := 1; isRetryable(err) && try < maxStoreTries; try++ {
+		time.Sleep(time.Duration(rand.IntN(10*try)) * time.Millisecond)
+		claimed, err = d.store(ctx, r, reserved)
+	}
+	if err != nil {
+		d.inFlight.Add(-reserved)
+		return fmt.Errorf("store %d events (%s..%s): %w", len(events), r.ids[0], r.ids[len(r.ids)-1], err)
+	}
+	d.stats.Stored.Add(int64(len(events)))
+	d.inFlight.Add(int64(len(claimed)) - reserved)
+	for _, j := range claimed {
+		d.jobs <- j // never blocks: the channel holds maxInFlight jobs
+	}
+	return nil
+}
 
+// store runs Write's transaction once and returns the deliveries it claimed
+// for this process (at most reserved).
+func (d *Dispatcher) store(ctx context.Context, r *storeRows, reserved int64) ([]job, error) {
 	b := &pgx.Batch{}
-	b.Queue(d.sql.insertEvents, ids, lsns, seqs, types, users, committed, bodies)
-	if len(dEvent) > 0 {
-		b.Queue(d.sql.insertDelivs, dEvent, dEndpoint, dUser, dLSN, dSeq)
-		b.Queue("SELECT pg_notify($1, $2)", d.sql.channel, d.id)
-	}
+	b.Queue(d.sql.insertEvents, r.ids, r.lsns, r.seqs, r.types, r.users, r.committed, r.bodies)
 	var claimed []job
-	if len(dEvent) > 0 {
-		b.Queue(d.sql.promoteFresh, d.id, dEvent, dEndpoint, reserved, d.lease.Milliseconds()).Query(func(rows pgx.Rows) error {
+	if len(r.dEvent) > 0 {
+		b.Queue(d.sql.insertDelivs, r.dEvent, r.dEndpoint, r.dUser, r.dLSN, r.dSeq, d.id, reserved, d.lease.Milliseconds()).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
 				var j job
 				var name string
@@ -62,24 +104,24 @@ func (d *Dispatcher) Write(ctx context.Context, events []cdc.Event) error {
 					return err
 				}
 				if mine {
-					j.ep, j.queuedAt, j.body = d.endpoints[name], time.Now(), bodyOf[j.eventID]
+					j.ep, j.queuedAt, j.body = d.endpoints[name], time.Now(), r.bodyOf[j.eventID]
 					claimed = append(claimed, j)
 				}
 			}
 			return rows.Err()
 		})
+		b.Queue("SELECT pg_notify($1, $2)", d.sql.channel, d.id)
 	}
-	// SendBatch runs the statements in one implicit transaction, each with
-	// a fresh snapshot (READ COMMITTED), so promoteFresh sees the rows the
-	// statements before it inserted.
+	// SendBatch runs the statements in one implicit transaction.
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
-		d.inFlight.Add(-reserved)
-		return fmt.Errorf("store %d events (%s..%s): %w", n, ids[0], ids[n-1], err)
+		return nil, err
 	}
-	d.stats.Stored.Add(int64(n))
-	d.inFlight.Add(int64(len(claimed)) - reserved)
-	for _, j := range claimed {
-		d.jobs <- j // never blocks: the channel holds maxInFlight jobs
-	}
-	return nil
+	return claimed, nil
+}
+
+// isRetryable is true for errors that roll back a transaction that can
+// simply be run again: deadlocks and serialization failures.
+func isRetryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }

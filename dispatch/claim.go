@@ -60,9 +60,7 @@ func (d *Dispatcher) claimDue(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("claim due deliveries: %w", err)
 		}
-		for _, j := range jobs {
-			d.jobs <- j
-		}
+		d.hand(jobs)
 		if len(stray) > 0 {
 			if err := d.park(ctx, stray); err != nil {
 				return err
@@ -73,6 +71,15 @@ func (d *Dispatcher) claimDue(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// hand queues claimed jobs for the workers. It never blocks: the channel
+// holds maxInFlight jobs and every job was reserved.
+func (d *Dispatcher) hand(jobs []job) {
+	for _, j := range jobs {
+		d.inFlightBytes.Add(int64(len(j.body)))
+		d.jobs <- j
+	}
 }
 
 // claimRows runs the claim; stray are claimed deliveries to endpoints this

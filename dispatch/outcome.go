@@ -31,7 +31,12 @@ func (d *Dispatcher) recordOutcomes() {
 			}
 		}
 		d.writeOutcomes(batch)
+		var bytes int64
+		for _, o := range batch {
+			bytes += int64(len(o.body))
+		}
 		d.inFlight.Add(-int64(len(batch)))
+		d.inFlightBytes.Add(-bytes)
 		d.wake()
 	}
 }

@@ -82,9 +82,7 @@ func (d *Dispatcher) Write(ctx context.Context, events []cdc.Event) error {
 	}
 	d.stats.Stored.Add(int64(len(events)))
 	d.inFlight.Add(int64(len(claimed)) - reserved)
-	for _, j := range claimed {
-		d.jobs <- j // never blocks: the channel holds maxInFlight jobs
-	}
+	d.hand(claimed)
 	return nil
 }
 

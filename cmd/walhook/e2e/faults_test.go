@@ -26,13 +26,16 @@ import (
 // in docs/reliability.md.
 
 // TestFaultSIGKILLDuringWorkload: walhook SIGKILLed ten times in a row at
-// random moments, some while it is starting up, restarted after each.
+// random moments, some while it is starting up, restarted after each. The
+// receiver fails one request in ten, so that retries and per-user waits are
+// under way when the kills land.
 func TestFaultSIGKILLDuringWorkload(t *testing.T) {
-	rcv := testenv.StartReceiver(t, nil)
+	acked := trackAcks(flaky(0.1))
+	rcv := testenv.StartReceiver(t, acked.handle)
 	e := newFaultEnv(t, nil, rcv.URL, nil)
 	p := e.run(t)
 	w := startWorkload(t, e.db, workloadOptions{pause: 2 * time.Millisecond})
-	f := &faultLog{name: "walhook SIGKILLed during the workload"}
+	f := &faultLog{name: "walhook SIGKILLed during the workload", acked: acked}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	for range 10 {
 		// Mostly while streaming and delivering, sometimes during start-up.
@@ -267,6 +270,54 @@ func TestFaultReceiver(t *testing.T) {
 		}
 		f.summary(t, v, "-")
 	})
+}
+
+// acks wraps a Respond and counts the requests for a webhook-id the
+// receiver had already acknowledged with a 2xx: the duplicates a fault
+// caused, as opposed to the retries of failed answers.
+type acks struct {
+	respond testenv.Respond
+	mu      sync.Mutex
+	done    map[string]bool
+	again   int
+}
+
+func trackAcks(respond testenv.Respond) *acks {
+	return &acks{respond: respond, done: map[string]bool{}}
+}
+
+func (a *acks) handle(r testenv.Request) (int, http.Header, []byte) {
+	a.mu.Lock()
+	if a.done[r.ID()] {
+		a.again++
+	}
+	a.mu.Unlock()
+	status, header, body := http.StatusOK, http.Header(nil), []byte(nil)
+	if a.respond != nil {
+		status, header, body = a.respond(r)
+	}
+	if status == 0 || status/100 == 2 {
+		a.mu.Lock()
+		a.done[r.ID()] = true
+		a.mu.Unlock()
+	}
+	return status, header, body
+}
+
+func (a *acks) afterAck() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.again
+}
+
+// flaky answers 500 to a share of requests, at random.
+func flaky(share float64) testenv.Respond {
+	return func(testenv.Request) (int, http.Header, []byte) {
+		if rand.Float64() < share {
+			return http.StatusInternalServerError, nil, []byte("flaky")
+		}
+		return http.StatusOK, nil, nil
+	}
 }
 
 // stall holds a receiver's answer for d, or until the receiver closes.
@@ -524,7 +575,7 @@ func TestFaultMillionRowTransaction(t *testing.T) {
 			FROM generate_series(1, $1::int) g RETURNING id)
 		SELECT min(id), pg_current_xact_id()::xid::text FROM ins`, []any{rows}, &first, &xid)
 	inserted := time.Since(began)
-	f.inject(t, e.db)
+	f.faults, f.inFlight = 1, []int64{rows}
 	var commitLSN string
 	e.db.QueryRowScan(t, `SELECT start_lsn::text FROM pg_get_wal_records_info($1::pg_lsn, pg_current_wal_flush_lsn())
 		WHERE resource_manager = 'Transaction' AND record_type = 'COMMIT' AND xid = $2::xid`,

@@ -26,21 +26,23 @@ const takeoverLimit = 10 * time.Second
 // must take the slot over within 10 s, then the killed one is replaced so
 // that three stay up. All of them deliver (the receiver takes 20 ms and
 // each process sends 4 requests at a time, so the capturer cannot keep up
-// alone). At the end nothing is lost and each user's events arrived in
+// alone); one request in ten fails and is retried. At the end nothing is lost and each user's events arrived in
 // commit order.
 func TestHAFailover(t *testing.T) {
 	var rcv *testenv.Receiver
-	rcv = testenv.StartReceiver(t, func(testenv.Request) (int, http.Header, []byte) {
+	fail := flaky(0.1)
+	acked := trackAcks(func(r testenv.Request) (int, http.Header, []byte) {
 		stall(rcv, 20*time.Millisecond)
-		return http.StatusOK, nil, nil
+		return fail(r)
 	})
+	rcv = testenv.StartReceiver(t, acked.handle)
 	e := newFaultEnv(t, nil, rcv.URL, func(s *settings) {
 		s.concurrency = 4
 		s.delivery += "admin:\n  listen: \"127.0.0.1:0\"\n" // each process its own port
 	})
 	procs := []*proc{e.run(t), start(t, "run", "-config", e.cfg), start(t, "run", "-config", e.cfg)}
 	w := startWorkload(t, e.db, workloadOptions{pause: 10 * time.Millisecond})
-	f := &faultLog{name: "HA: the capturing process of three SIGKILLed"}
+	f := &faultLog{name: "HA: the capturing process of three SIGKILLed", acked: acked}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	delivered := int64(0) // by processes killed, read from their metrics before the kill
 

@@ -107,6 +107,13 @@ func (e *faultEnv) changes(t *testing.T) int64 {
 // of changes.
 func (e *faultEnv) settle(t *testing.T, procs ...*proc) int64 {
 	t.Helper()
+	for _, p := range procs {
+		select {
+		case <-p.done:
+			t.Fatalf("walhook exited before the end (%v):\n%s", p.err, tail(p.out.String(), 4000))
+		default:
+		}
+	}
 	n := e.changes(t)
 	begin := time.Now()
 	waitEvents(t, e.db, n, 3*time.Minute)
@@ -685,6 +692,9 @@ type faultLog struct {
 	faults   int
 	inFlight []int64
 	recovery []time.Duration
+	// acked, where set, tells the duplicates of acknowledged deliveries
+	// from the retries of failed ones.
+	acked interface{ afterAck() int }
 }
 
 // inject records a fault about to happen: the changes committed and not yet
@@ -723,8 +733,12 @@ func (f *faultLog) summary(t *testing.T, v verdict, recoveryWhat string) {
 		}
 		rec = fmt.Sprintf("max %.2fs, mean %.2fs (%s)", maxR.Seconds(), (sumR / time.Duration(len(f.recovery))).Seconds(), recoveryWhat)
 	}
-	t.Logf("SUMMARY | %s | %d | %d | %s | %d | %d (%d stale, %d cut short) | %s |",
-		f.name, f.faults, v.events, in, v.lost, v.duplicates, v.staleDuplicates, v.truncated, rec)
+	dups := fmt.Sprint(v.duplicates)
+	if f.acked != nil {
+		dups += fmt.Sprintf(", %d after a 2xx", f.acked.afterAck())
+	}
+	t.Logf("SUMMARY | %s | %d | %d | %s | %d | %s (%d stale, %d cut short) | %s |",
+		f.name, f.faults, v.events, in, v.lost, dups, v.staleDuplicates, v.truncated, rec)
 }
 
 // slotHolder returns the pid of the walsender holding walhook's slot, 0 if

@@ -160,7 +160,7 @@ func waitSlotActive(t testing.TB, db *testenv.DB) {
 	eventually(t, 60*time.Second, "walhook attached to its slot", func() (bool, string) {
 		var n int64
 		err := db.Pool.QueryRow(context.Background(),
-			"SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walhook' AND active").Scan(&n)
+			"SELECT count(*) FROM pg_replication_slots WHERE database = current_database() AND active").Scan(&n)
 		if err != nil {
 			return false, err.Error()
 		}

@@ -34,18 +34,9 @@ const (
 	demoEvents   = 4 // what demoSteps emit
 )
 
-// demoSchema is the application's table, as an application would have it.
+// demoSchema is the application's table, as the tests have it too.
 // REPLICA IDENTITY FULL makes updates carry `previous`.
-const demoSchema = `CREATE TABLE users (
-	id            bigserial PRIMARY KEY,
-	email         text NOT NULL,
-	name          text,
-	role          text NOT NULL DEFAULT 'member',
-	password_hash text,
-	last_seen_at  timestamptz,
-	created_at    timestamptz NOT NULL DEFAULT now()
-);
-ALTER TABLE users REPLICA IDENTITY FULL;`
+const demoSchema = testenv.UsersTableSQL + ";\nALTER TABLE users REPLICA IDENTITY FULL;"
 
 // demoConfigYAML is parsed by the same loader as `walhook run -config`, with
 // the generated values coming in through ${VAR} expansion. The short backoff

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,7 +61,7 @@ func TestDemo(t *testing.T) {
 func TestDemoKeep(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	done := make(chan error, 1)
 	go func() { done <- Main(ctx, []string{"demo", "-keep"}, nil, &stdout, &stderr) }()
 
@@ -120,7 +119,7 @@ func TestDemoWithoutPostgres(t *testing.T) {
 
 // waitOutput waits until b holds want (each occurrence counted: repeating a
 // string waits for that many), failing if the demo returns first.
-func waitOutput(t *testing.T, b *syncBuffer, done <-chan error, want ...string) {
+func waitOutput(t *testing.T, b *testenv.Buffer, done <-chan error, want ...string) {
 	t.Helper()
 	count := map[string]int{}
 	for _, w := range want {
@@ -143,22 +142,4 @@ func waitOutput(t *testing.T, b *syncBuffer, done <-chan error, want ...string) 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer read while the demo writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -100,7 +100,7 @@ func TestSecretsNeverAppearInOutput(t *testing.T) {
 	outputs := map[string]string{}
 
 	p := start(t, "run", "-config", cfg)
-	waitAttached(t, db)
+	waitSlotActive(t, db)
 	insertUsers(t, db, 5, 5)
 	db.Exec(t, "UPDATE users SET name = 'renamed' WHERE id = 1")
 	db.Exec(t, "DELETE FROM users WHERE id = 2")
@@ -117,7 +117,7 @@ func TestSecretsNeverAppearInOutput(t *testing.T) {
 	outputs["walhook run"] = p.out.String()
 
 	p = start(t, "run", "-config", cfg, "-log-format", "json", "-log-level", "debug")
-	waitAttached(t, db)
+	waitSlotActive(t, db)
 	insertUsers(t, db, 3, 1)
 	waitEvents(t, db, 13, 60*time.Second)
 	waitEndpoints(t, db, 13)
@@ -172,21 +172,6 @@ func TestSecretsNeverAppearInOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertNoSecrets(t, forms, "the PostgreSQL server log", string(serverLog))
-}
-
-// waitAttached waits until walhook streams from its slot: changes committed
-// before the slot exists are not captured.
-func waitAttached(t *testing.T, db *testenv.DB) {
-	t.Helper()
-	eventually(t, 60*time.Second, "walhook attached to its slot", func() (bool, string) {
-		var n int64
-		err := db.Pool.QueryRow(context.Background(),
-			"SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'walhook' AND active").Scan(&n)
-		if err != nil {
-			return false, err.Error()
-		}
-		return n == 1, "no active slot"
-	})
 }
 
 // waitEndpoints waits until, for n events, "ok" delivered each, "failing"
@@ -318,7 +303,7 @@ func TestExcludedColumnsAppearNowhere(t *testing.T) {
 			db, cfg := newSource(t, rcv, func(s *settings) { s.source = tt.source })
 			db.Exec(t, "ALTER TABLE users REPLICA IDENTITY "+tt.identity)
 			p := start(t, "run", "-config", cfg, "-log-level", "debug")
-			waitAttached(t, db)
+			waitSlotActive(t, db)
 
 			db.Exec(t, `INSERT INTO users (email, name, password_hash)
 				SELECT 'u' || g || '@example.com', $1 || '-' || g, $2 || '-' || g FROM generate_series(1, 4) g`, nameMark, hashMark)
@@ -499,7 +484,7 @@ func TestTLSVerifiedByDefaultAndCAFile(t *testing.T) {
 		}
 	})
 	p := start(t, "run", "-config", cfg, "-log-format", "json")
-	waitAttached(t, db)
+	waitSlotActive(t, db)
 	insertUsers(t, db, 3, 1)
 	waitEvents(t, db, 3, 60*time.Second)
 

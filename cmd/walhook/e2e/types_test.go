@@ -143,7 +143,7 @@ func typesScenario(t *testing.T, hostile bool) {
 	}
 	cfg := writeConfig(t, settings{dsn: db.DSN, endpoints: []endpointSettings{{name: "crm", url: rcv.URL}}})
 	p := start(t, "run", "-config", cfg)
-	waitAttached(t, db)
+	waitSlotActive(t, db)
 
 	// One session with the settings walhook's rendering follows, for the
 	// inserts (whose literals then read the same) and for to_jsonb.
@@ -359,7 +359,7 @@ func TestHostileJSONValues(t *testing.T) {
 				BEGIN RETURN j::jsonb; EXCEPTION WHEN others THEN RETURN to_jsonb(j::text); END $$;`)
 			cfg := writeConfig(t, settings{dsn: db.DSN, endpoints: []endpointSettings{{name: "crm", url: rcv.URL}}})
 			p := start(t, "run", "-config", cfg)
-			waitAttached(t, db)
+			waitSlotActive(t, db)
 			db.Exec(t, fmt.Sprintf("INSERT INTO users (email, js, jsa) VALUES ('hostile@example.com', %s, %s)", tt.js, tt.jsa))
 			db.Exec(t, "INSERT INTO users (email) VALUES ('after@example.com')")
 			waitCaptured(t, db, p, 2)

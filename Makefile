@@ -16,6 +16,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./dispatch/signature/
 	$(GO) test -run '^$$' -fuzz '^FuzzRenderValue$$' -fuzztime $(FUZZTIME) ./cdc/
 	$(GO) test -run '^$$' -fuzz '^FuzzRenderArray$$' -fuzztime $(FUZZTIME) ./cdc/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidJSONB$$' -fuzztime $(FUZZTIME) ./cdc/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...

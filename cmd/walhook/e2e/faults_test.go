@@ -388,13 +388,23 @@ func logPending(t *testing.T, db *testenv.DB, lsn string) {
 // TestFaultAlterTable: the table's definition changes mid-stream, four
 // ways; verify compares every event with the row as it was at its change,
 // in the shape of that moment, and the events on each side of each change
-// are checked for the shape they must have.
+// are checked for the shape they must have. The second run also SIGKILLs
+// walhook right after each change, so that the restarted process replays
+// the stream across it.
 func TestFaultAlterTable(t *testing.T) {
+	t.Run("live", func(t *testing.T) { alterMidStream(t, false) })
+	t.Run("killed after each change", func(t *testing.T) { alterMidStream(t, true) })
+}
+
+func alterMidStream(t *testing.T, kill bool) {
 	rcv := testenv.StartReceiver(t, nil)
 	e := newFaultEnv(t, nil, rcv.URL, nil)
 	p := e.run(t)
 	w := startWorkload(t, e.db, workloadOptions{pause: 2 * time.Millisecond, safe: true})
 	f := &faultLog{name: "ALTER TABLE mid-stream: add, drop, rename, retype a column"}
+	if kill {
+		f.name += "; SIGKILL after each"
+	}
 	alters := []struct{ sql, before, after string }{
 		{"ALTER TABLE users ADD COLUMN nickname text DEFAULT 'nick'",
 			"NOT data ? 'nickname'", "data->>'nickname' = 'nick'"},
@@ -414,11 +424,20 @@ func TestFaultAlterTable(t *testing.T) {
 		e.db.Exec(t, a.sql)
 		b.after = currentLSN(t, e.db)
 		at = append(at, b)
+		if kill {
+			w.waitMore(t, 50)
+			old, _ := slotHolder(e.db)
+			killed := time.Now()
+			p.kill(t)
+			p = start(t, "run", "-config", e.cfg)
+			waitSlotHolder(t, e.db, old, time.Minute)
+			f.recovered(time.Since(killed))
+		}
 	}
 	w.waitMore(t, 300)
 	w.stop(t)
 	e.settle(t, p)
-	v := verify(t, e, rcv.Requests(), verifyOptions{})
+	v := verify(t, e, rcv.Requests(), verifyOptions{killed: kill})
 	const shape = `SELECT count(*) FILTER (WHERE NOT (%s)), count(*) FROM (
 		SELECT payload->'data' AS data FROM walhook.events WHERE commit_lsn %s $1::pg_lsn) e`
 	for i, a := range alters {
@@ -432,7 +451,42 @@ func TestFaultAlterTable(t *testing.T) {
 			t.Errorf("%s: %d of %d events after it lack the new shape (%s)", a.sql, wrong, all, a.after)
 		}
 	}
-	f.summary(t, v, "-")
+	rec := "-"
+	if kill {
+		rec = "kill to slot streaming again"
+	}
+	f.summary(t, v, rec)
+}
+
+// TestFaultSIGKILLDuringLargeTransaction: walhook SIGKILLed three times
+// while it writes the events of one 100,000-row transaction in chunks (and
+// delivers the first chunks); each restart replays the transaction from its
+// start, and the chunks already stored are not stored or delivered twice.
+func TestFaultSIGKILLDuringLargeTransaction(t *testing.T) {
+	const rows = 100_000
+	rcv := testenv.StartReceiver(t, nil)
+	e := newFaultEnv(t, nil, rcv.URL, func(s *settings) { s.concurrency = 64 })
+	p := e.run(t)
+	f := &faultLog{name: "walhook SIGKILLed while it stores a 100,000-row transaction"}
+	e.db.Exec(t, batchSQL, "large", rows)
+	var reached int64
+	for range 3 {
+		eventually(t, 5*time.Minute, "more of the transaction stored", func() (bool, string) {
+			n := count(t, e.db, "SELECT count(*) FROM walhook.events")
+			return n > reached+5000 && n < rows, fmt.Sprintf("%d events, killed at %d before", n, reached)
+		})
+		reached = count(t, e.db, "SELECT count(*) FROM walhook.events")
+		f.inject(t, e.db)
+		old, _ := slotHolder(e.db)
+		killed := time.Now()
+		p.kill(t)
+		p = start(t, "run", "-config", e.cfg)
+		waitSlotHolder(t, e.db, old, time.Minute)
+		f.recovered(time.Since(killed))
+	}
+	e.settle(t, p)
+	v := verify(t, e, rcv.Requests(), verifyOptions{killed: true})
+	f.summary(t, v, "kill to slot streaming again")
 }
 
 // portReceiver records requests like testenv.Receiver, answering 200, but

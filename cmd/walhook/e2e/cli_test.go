@@ -61,3 +61,25 @@ func TestStatusReplayTeardown(t *testing.T) {
 		t.Errorf("teardown left %d of slot, publication and schema behind", n)
 	}
 }
+
+// TestStopsWhenTableDropped: walhook must not loop on a table that is gone;
+// it exits non-zero and says what happened.
+func TestStopsWhenTableDropped(t *testing.T) {
+	rcv := testenv.StartReceiver(t, nil)
+	db, cfg := newSource(t, rcv, nil)
+	p := startAttached(t, db, cfg)
+	insertUsers(t, db, 5, 5)
+	waitEvents(t, db, 5, 60*time.Second)
+	db.Exec(t, "DROP TABLE users")
+	select {
+	case <-p.done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("walhook still runs 2 minutes after its table was dropped:\n%s", tail(p.out.String(), 3000))
+	}
+	if p.err == nil {
+		t.Fatalf("walhook exited 0 after its table was dropped:\n%s", tail(p.out.String(), 3000))
+	}
+	if out := p.out.String(); !strings.Contains(out, "users") || !strings.Contains(strings.ToLower(out), "drop") {
+		t.Errorf("the error should name the table and say it was dropped:\n%s", tail(out, 3000))
+	}
+}

@@ -37,6 +37,7 @@ func TestFaultSIGKILLDuringWorkload(t *testing.T) {
 	w := startWorkload(t, e.db, workloadOptions{pause: 2 * time.Millisecond})
 	f := &faultLog{name: "walhook SIGKILLed during the workload", acked: acked}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	unrecorded, before := 0, 0 // the gap left by earlier kills stays
 	for range 10 {
 		// Mostly while streaming and delivering, sometimes during start-up.
 		if rng.IntN(4) == 0 {
@@ -49,10 +50,13 @@ func TestFaultSIGKILLDuringWorkload(t *testing.T) {
 		f.inject(t, e.db)
 		killed := time.Now()
 		p.kill(t)
+		gap := answeredUnrecorded(t, e.db, rcv)
+		unrecorded, before = max(unrecorded, gap-before), gap
 		p = start(t, "run", "-config", e.cfg)
 		waitSlotHolder(t, e.db, old, time.Minute)
 		f.recovered(time.Since(killed))
 	}
+	t.Logf("at a kill, at most %d requests had reached the receiver without their attempt recorded", unrecorded)
 	w.waitMore(t, 200)
 	w.stop(t)
 	e.settle(t, p)
@@ -310,6 +314,15 @@ func (a *acks) afterAck() int {
 	return a.again
 }
 
+// answeredUnrecorded counts the requests the receiver got beyond the
+// attempts recorded. Right after a kill, its growth since the previous one
+// is what the kill left unrecorded: the deliveries the next process sends
+// again.
+func answeredUnrecorded(t *testing.T, db *testenv.DB, rcv *testenv.Receiver) int {
+	t.Helper()
+	return len(rcv.Requests()) - int(count(t, db, "SELECT count(*) FROM walhook.delivery_attempts"))
+}
+
 // flaky answers 500 to a share of requests, at random.
 func flaky(share float64) testenv.Respond {
 	return func(testenv.Request) (int, http.Header, []byte) {
@@ -470,6 +483,7 @@ func TestFaultSIGKILLDuringLargeTransaction(t *testing.T) {
 	f := &faultLog{name: "walhook SIGKILLed while it stores a 100,000-row transaction"}
 	e.db.Exec(t, batchSQL, "large", rows)
 	var reached int64
+	unrecorded, before := 0, 0 // the gap left by earlier kills stays
 	for range 3 {
 		eventually(t, 5*time.Minute, "more of the transaction stored", func() (bool, string) {
 			n := count(t, e.db, "SELECT count(*) FROM walhook.events")
@@ -480,10 +494,13 @@ func TestFaultSIGKILLDuringLargeTransaction(t *testing.T) {
 		old, _ := slotHolder(e.db)
 		killed := time.Now()
 		p.kill(t)
+		gap := answeredUnrecorded(t, e.db, rcv)
+		unrecorded, before = max(unrecorded, gap-before), gap
 		p = start(t, "run", "-config", e.cfg)
 		waitSlotHolder(t, e.db, old, time.Minute)
 		f.recovered(time.Since(killed))
 	}
+	t.Logf("at a kill, at most %d requests had reached the receiver without their attempt recorded", unrecorded)
 	e.settle(t, p)
 	v := verify(t, e, rcv.Requests(), verifyOptions{killed: true})
 	f.summary(t, v, "kill to slot streaming again")

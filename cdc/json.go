@@ -374,46 +374,11 @@ func scanJSONBNumber(v []byte, i int) (int, bool) {
 }
 
 // isJSONNumber reports whether s is a number in JSON's grammar, which is
-// what to_jsonb checks before emitting a numeric as a number.
+// what to_jsonb checks before emitting a numeric as a number. (It is also
+// within numeric's range, as every value of a number column is.)
 func isJSONNumber(s []byte) bool {
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(s) && s[i] == '0':
-		i++
-	case i < len(s) && s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-	default:
-		return false
-	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		start := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		start := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	return i == len(s)
+	end, ok := scanJSONBNumber(s, 0)
+	return ok && end == len(s)
 }
 
 // appendTimestamp renders a timestamp or timestamptz the way to_jsonb does

@@ -169,12 +169,7 @@ func (w *walker) admin(f field, a *Admin) {
 
 // name reads an optional identifier-like value that must match re.
 func (w *walker) name(b *block, key string, re interface{ MatchString(string) bool }, bad string, dst *string) {
-	f, ok := b.get(key)
-	if !ok {
-		return
-	}
-	path := join(b.path, key)
-	s, ok := w.scalar(f.val, path)
+	f, path, s, ok := w.optional(b, key)
 	if !ok {
 		return
 	}

@@ -234,15 +234,21 @@ func emptyList(f field) bool {
 	return n.Kind == yaml.SequenceNode && len(n.Content) == 0
 }
 
+// optional returns key's scalar value and path, if b has the key and its
+// value is a scalar (else the problem is recorded and ok is false).
+func (w *walker) optional(b *block, key string) (f field, path, s string, ok bool) {
+	if f, ok = b.get(key); !ok {
+		return f, "", "", false
+	}
+	path = join(b.path, key)
+	s, ok = w.scalar(f.val, path)
+	return f, path, s, ok
+}
+
 // duration reads an optional positive duration into dst, leaving the default
 // when the key is absent.
 func (w *walker) duration(b *block, key string, dst *time.Duration) {
-	f, ok := b.get(key)
-	if !ok {
-		return
-	}
-	path := join(b.path, key)
-	s, ok := w.scalar(f.val, path)
+	f, path, s, ok := w.optional(b, key)
 	if !ok {
 		return
 	}
@@ -259,12 +265,7 @@ func (w *walker) duration(b *block, key string, dst *time.Duration) {
 
 // integer reads an optional whole number in [min, max] into dst.
 func (w *walker) integer(b *block, key string, lo, hi int, dst *int) {
-	f, ok := b.get(key)
-	if !ok {
-		return
-	}
-	path := join(b.path, key)
-	s, ok := w.scalar(f.val, path)
+	f, path, s, ok := w.optional(b, key)
 	if !ok {
 		return
 	}

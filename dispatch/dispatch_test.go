@@ -472,3 +472,49 @@ func TestReplayedBatchDoesNotStrandLaterEvents(t *testing.T) {
 		t.Errorf("after the replay: %d due, %d waiting; want evs[1] due and evs[2] waiting behind it", due, waiting)
 	}
 }
+
+// TestPruneDeletesOnlyOldDeliveredEvents: retention removes delivered events
+// older than it with their deliveries and attempts; failed, pending and
+// recent ones stay.
+func TestPruneDeletesOnlyOldDeliveredEvents(t *testing.T) {
+	h := newHarness(t)
+	ep := endpoint("crm", "http://127.0.0.1:1/")
+	d, err := dispatch.New(h.db.Pool, dispatch.Config{Schema: "walhook", Endpoints: []dispatch.Endpoint{ep}, Retention: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := makeEvents(0x8000, "a", "b", "c", "d")
+	old := time.Now().Add(-2 * time.Hour)
+	for i := range evs[:3] {
+		evs[i].CommittedAt = old
+	}
+	if err := d.Write(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	h.db.Exec(t, "UPDATE walhook.deliveries SET status = 'delivered' WHERE event_id IN ($1, $2)", evs[0].ID, evs[3].ID)
+	h.db.Exec(t, "UPDATE walhook.deliveries SET status = 'failed' WHERE event_id = $1", evs[1].ID)
+	h.db.Exec(t, `INSERT INTO walhook.delivery_attempts (event_id, endpoint, attempt, attempted_at, duration_ms, status_code)
+		VALUES ($1, 'crm', 1, now(), 1, 200)`, evs[0].ID)
+	n, err := d.Prune(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v; want 1 (only the old delivered event)", n, err)
+	}
+	var left []string
+	rows, err := h.db.Pool.Query(context.Background(), "SELECT id FROM walhook.events ORDER BY seq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		left = append(left, id)
+	}
+	rows.Close()
+	if want := []string{evs[1].ID, evs[2].ID, evs[3].ID}; fmt.Sprint(left) != fmt.Sprint(want) {
+		t.Errorf("events left %v, want %v (old failed, old pending, recent delivered)", left, want)
+	}
+	if n := h.count(t, "SELECT count(*) FROM walhook.deliveries WHERE event_id = $1", evs[0].ID) +
+		h.count(t, "SELECT count(*) FROM walhook.delivery_attempts WHERE event_id = $1", evs[0].ID); n != 0 {
+		t.Errorf("%d deliveries or attempts of the pruned event remain", n)
+	}
+}

@@ -113,9 +113,6 @@ func New(pool *pgxpool.Pool, cfg Config) (*Dispatcher, error) {
 	return d, nil
 }
 
-// ID identifies this process in deliveries.claimed_by.
-func (d *Dispatcher) ID() string { return d.id }
-
 // Stats returns the live counters.
 func (d *Dispatcher) Stats() *Stats { return &d.stats }
 

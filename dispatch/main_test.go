@@ -88,12 +88,6 @@ func makeEvents(lsn uint64, users ...string) []cdc.Event {
 	return evs
 }
 
-func waitCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // countWhere counts rows of a query returning one bigint.
 func (h *harness) count(t *testing.T, sql string, args ...any) int64 {
 	t.Helper()

@@ -64,6 +64,10 @@ type Options struct {
 	// BinDir, if set, is the directory holding initdb, postgres and pg_ctl;
 	// otherwise they are looked up (see StartCluster).
 	BinDir string
+	// Fsync runs the cluster with production durability (fsync and
+	// full_page_writes on), for benchmarks: what users run. Tests leave it
+	// off, since their clusters die with them.
+	Fsync bool
 }
 
 // postmaster is one run of the postgres server process.
@@ -97,6 +101,23 @@ var defaultSettings = [][2]string{
 	{"synchronous_commit", "on"},
 	{"TimeZone", "UTC"},
 	{"logging_collector", "off"},
+}
+
+// durability returns opts.Settings, with fsync and full_page_writes on
+// where opts.Fsync asks for them and Settings does not say otherwise.
+func durability(opts Options) map[string]string {
+	s := maps.Clone(opts.Settings)
+	if s == nil {
+		s = map[string]string{}
+	}
+	if opts.Fsync {
+		for _, k := range []string{"fsync", "full_page_writes"} {
+			if _, set := s[k]; !set {
+				s[k] = "on"
+			}
+		}
+	}
+	return s
 }
 
 var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
@@ -144,7 +165,7 @@ func StartCluster(ctx context.Context, opts Options) (*Cluster, error) {
 		logPath:  filepath.Join(dataDir, "postgres.log"),
 		cred:     cred,
 		log:      logger,
-		settings: maps.Clone(opts.Settings),
+		settings: durability(opts),
 	}
 	if err := c.create(ctx); err != nil {
 		os.RemoveAll(rootDir)

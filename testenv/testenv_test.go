@@ -334,3 +334,27 @@ func TestStartClusterErrors(t *testing.T) {
 		t.Errorf("StartCluster overriding port: %v, want an error naming the setting", err)
 	}
 }
+
+// TestFsyncOption: benchmarks ask for production durability, tests do not.
+func TestFsyncOption(t *testing.T) {
+	for _, want := range []bool{false, true} {
+		c := testenv.NewCluster(t, testenv.Options{Fsync: want})
+		dsn, err := c.CreateDatabase(t.Context(), "app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := pgx.Connect(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fsync, fpw string
+		err = conn.QueryRow(t.Context(), "SELECT current_setting('fsync'), current_setting('full_page_writes')").Scan(&fsync, &fpw)
+		conn.Close(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wantS := map[bool]string{true: "on", false: "off"}[want]; fsync != wantS || fpw != wantS {
+			t.Errorf("Options{Fsync: %v}: fsync = %s, full_page_writes = %s, want both %s", want, fsync, fpw, wantS)
+		}
+	}
+}

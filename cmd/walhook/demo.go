@@ -220,6 +220,22 @@ func (r *runningSidecar) stop() error {
 
 // waitFor polls cond until it holds, ctx ends or the sidecar stops.
 func waitFor(ctx context.Context, sc *runningSidecar, what string, cond func(context.Context) (bool, error)) error {
+	return waitUntil(ctx, what, sc.alive, cond)
+}
+
+// alive is nil while the sidecar runs.
+func (r *runningSidecar) alive() error {
+	select {
+	case <-r.done:
+		return fmt.Errorf("the sidecar stopped: %v", r.err)
+	default:
+		return nil
+	}
+}
+
+// waitUntil polls cond every 50 ms until it holds, ctx ends, or alive
+// reports that what cond waits on can no longer happen.
+func waitUntil(ctx context.Context, what string, alive func() error, cond func(context.Context) (bool, error)) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -230,11 +246,12 @@ func waitFor(ctx context.Context, sc *runningSidecar, what string, cond func(con
 		if err != nil && ctx.Err() == nil {
 			return fmt.Errorf("wait for %s: %w", what, err)
 		}
+		if err := alive(); err != nil {
+			return fmt.Errorf("wait for %s: %w", what, err)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for %s: %w", what, ctx.Err())
-		case <-sc.done:
-			return fmt.Errorf("wait for %s: the sidecar stopped: %v", what, sc.err)
 		case <-t.C:
 		}
 	}

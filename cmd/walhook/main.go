@@ -48,6 +48,7 @@ const usage = `walhook: user lifecycle webhooks from a PostgreSQL users table.
 Usage:
   walhook run -config FILE        capture and deliver until SIGTERM/SIGINT
   walhook demo [-keep]            throwaway PostgreSQL + receiver + sidecar, scripted changes
+  walhook bench                   the headline benchmarks on a throwaway PostgreSQL (fsync on)
   walhook status -config FILE     slot lag, pending and failed deliveries per endpoint
   walhook replay -config FILE     re-queue deliveries (-event ID | -endpoint NAME -status failed | -since TIME)
   walhook teardown -config FILE   drop the slot and publication (-schema: the side schema too)
@@ -68,6 +69,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return runRun(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
 	case "replay":

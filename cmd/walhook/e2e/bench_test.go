@@ -14,10 +14,11 @@ import (
 	"github.com/walhook/walhook/testenv"
 )
 
-// benchSource is newSource for benchmarks.
+// benchSource is newSource for benchmarks: a database on a private cluster
+// with production durability (fsync on), since that is what users run.
 func benchSource(b *testing.B, rcv *testenv.Receiver, concurrency int) (*testenv.DB, string) {
 	b.Helper()
-	db := testenv.NewDB(b)
+	db := testenv.NewDBOn(b, testenv.NewCluster(b, testenv.Options{Fsync: true}))
 	db.CreateUsersTable(b)
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "database:\n  url: %q\nsource:\n  exclude_columns: [password_hash]\n", db.DSN)

@@ -1,0 +1,41 @@
+package e2e_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchCommand runs `walhook bench` small: every scenario completes on
+// its own throwaway cluster and the summary names each measure. The figures
+// themselves are not asserted: they live in docs/benchmarks.md.
+func TestBenchCommand(t *testing.T) {
+	out, code := run(t, 5*time.Minute, "bench", "-scenarios", "throughput,fanout,latency,outage,bigtx",
+		"-events", "300", "-batch", "100", "-latency-events", "30", "-backlog", "300", "-bigtx", "2000", "-runs", "2")
+	if code != 0 {
+		t.Fatalf("walhook bench exited %d:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"fsync=on",
+		"run 2: events/s end to end (300 users, 100-row tx)",
+		"deliveries/s end to end, 3 endpoints",
+		"commit to receipt, 30 single-row commits at 100/s",
+		"events/s captured, receiver refusing (300 users",
+		"deliveries/s draining the backlog once back",
+		"one 2000-row transaction",
+		"sidecar peak RSS (VmHWM)",
+		"0 bad signatures",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestBenchRejectsUnknownScenario: a typo is a usage error, not a silent skip.
+func TestBenchRejectsUnknownScenario(t *testing.T) {
+	out, code := run(t, time.Minute, "bench", "-scenarios", "throughput,latncy")
+	if code != 2 || !strings.Contains(out, `unknown scenario "latncy"`) {
+		t.Fatalf("exit %d, output:\n%s\nwant exit 2 naming the scenario", code, out)
+	}
+}

@@ -43,7 +43,7 @@ func newProcessor(s *session) *processor {
 	return &processor{
 		s:              s,
 		c:              s.c,
-		enc:            newEncoder(s.c.cfg.EventPrefix),
+		enc:            newEncoder(s.c.cfg.EventPrefix, s.c.cfg.MaxEventBytes, s.c.log),
 		otherRelations: make(map[uint32]bool),
 	}
 }

@@ -92,15 +92,16 @@ type Capture struct {
 	silenceTimeout time.Duration
 }
 
-// slotName is what START_REPLICATION accepts unquoted.
-var validSlotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+// SlotName is PostgreSQL's rule for replication slot names, which
+// START_REPLICATION then takes unquoted. Configuration validation uses it.
+var SlotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 // New checks cfg and returns a Capture writing to sink. It does not connect.
 func New(cfg Config, sink Sink) (*Capture, error) {
 	if cfg.ConnString == "" {
 		return nil, errors.New("cdc: connection string is empty")
 	}
-	if !validSlotName.MatchString(cfg.Slot) {
+	if !SlotName.MatchString(cfg.Slot) {
 		return nil, fmt.Errorf("cdc: slot name %q is invalid: use 1 to 63 lower-case letters, digits and underscores", cfg.Slot)
 	}
 	if cfg.Publication == "" {

@@ -79,7 +79,7 @@ func (w *walker) database(f field, d *Database) int {
 		}
 	}
 	w.duration(b, "connect_timeout", &d.ConnectTimeout)
-	w.name(b, "slot", slotName, "is not a valid slot name (use 1-63 of a-z, 0-9 and _)", &d.Slot)
+	w.name(b, "slot", cdc.SlotName, "is not a valid slot name (use 1-63 of a-z, 0-9 and _)", &d.Slot)
 	w.name(b, "publication", identifier, "is not a valid publication name (use a-z, 0-9 and _, not starting with a digit, at most 63)", &d.Publication)
 	w.name(b, "schema", identifier, "is not a valid schema name (use a-z, 0-9 and _, not starting with a digit, at most 63)", &d.Schema)
 	if sf, ok := b.get("schema"); ok {

@@ -13,10 +13,9 @@ import (
 	"github.com/walhook/walhook/dispatch/signature"
 )
 
-// Names walhook puts into SQL unquoted: PostgreSQL's rules for slot names
-// and for unquoted identifiers (which fold to lower case, hence no A-Z).
+// Names of the things walhook owns: plain lower-case identifiers, so that
+// they read the same quoted or not (slot names follow cdc.SlotName).
 var (
-	slotName     = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 	identifier   = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 	eventPrefix  = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
 	endpointName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

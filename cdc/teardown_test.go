@@ -90,3 +90,15 @@ func TestTeardownLeastPrivilege(t *testing.T) {
 		t.Fatalf("Teardown again = %q, %v", cdc.Report(got), err)
 	}
 }
+
+// TestSlotNamedLikeAKeyword: a slot name that is a keyword of the
+// replication protocol's grammar still streams.
+func TestSlotNamedLikeAKeyword(t *testing.T) {
+	db := testenv.NewDB(t)
+	db.CreateUsersTable(t)
+	cfg := baseConfig(db)
+	cfg.Slot = "timeline"
+	h := startCapture(t, db, cfg)
+	insertUsers(t, db, 1)
+	h.sink.waitLen(t, 1)
+}

@@ -35,11 +35,14 @@ func CheckSchemaName(schema, tableSchema string) error {
 }
 
 // createdName finds each object a migration creates: the name after CREATE
-// TABLE, VIEW, INDEX, SEQUENCE, FUNCTION, PROCEDURE or TYPE, with or
-// without the {{schema}}. qualifier (an index lives in its table's schema).
-var createdName = regexp.MustCompile(`(?is)\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:UNIQUE\s+)?(?:UNLOGGED\s+)?` +
-	`(TABLE|MATERIALIZED\s+VIEW|VIEW|INDEX|SEQUENCE|FUNCTION|PROCEDURE|TYPE)\s+` +
-	`(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?(?:\{\{schema\}\}\.)?("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)`)
+// TABLE, VIEW, INDEX, SEQUENCE, FUNCTION, PROCEDURE, TYPE or DOMAIN, with
+// or without the {{schema}}. qualifier (an index lives in its table's
+// schema), and the new name an ALTER ... RENAME TO gives one.
+var createdName = regexp.MustCompile(`(?is)\b(?:CREATE\s+(?:OR\s+REPLACE\s+)?(?:UNIQUE\s+)?(?:UNLOGGED\s+)?` +
+	`(TABLE|MATERIALIZED\s+VIEW|VIEW|INDEX|SEQUENCE|FUNCTION|PROCEDURE|TYPE|DOMAIN)\s+` +
+	`(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?(?:\{\{schema\}\}\.)?` +
+	`|ALTER\s+(TABLE|MATERIALIZED\s+VIEW|VIEW|INDEX|SEQUENCE|FUNCTION|PROCEDURE|TYPE|DOMAIN)\s+[^;]*?\bRENAME\s+TO\s+)` +
+	`("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)`)
 
 var sqlComment = regexp.MustCompile(`--[^\n]*`)
 
@@ -62,16 +65,16 @@ func ownedNames() (map[string]string, error) {
 func createdNames(sql string) map[string]string {
 	names := map[string]string{}
 	for _, c := range createdName.FindAllStringSubmatch(sqlComment.ReplaceAllString(sql, ""), -1) {
-		name := c[2]
+		kind, name := c[1]+c[2], c[3]
 		if strings.HasPrefix(name, `"`) {
 			name = strings.ReplaceAll(name[1:len(name)-1], `""`, `"`)
 		} else {
 			name = strings.ToLower(name)
 		}
-		switch strings.ToUpper(c[1]) {
+		switch strings.ToUpper(kind) {
 		case "FUNCTION", "PROCEDURE":
 			names[name] = "pg_proc"
-		case "TYPE":
+		case "TYPE", "DOMAIN":
 			names[name] = "pg_type"
 		default:
 			names[name] = "pg_class"

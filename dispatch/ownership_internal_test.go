@@ -16,9 +16,14 @@ CREATE OR REPLACE VIEW {{schema}}."Delivery View" AS SELECT 1;
 CREATE MATERIALIZED VIEW {{schema}}.totals AS SELECT 1;
 CREATE SEQUENCE {{schema}}.seq;
 CREATE OR REPLACE FUNCTION {{schema}}.notify() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
-CREATE TYPE {{schema}}.state AS ENUM ('pending', 'delivered');`
+CREATE TYPE {{schema}}.state AS ENUM ('pending', 'delivered');
+CREATE DOMAIN {{schema}}.lsn_text AS text;
+ALTER TABLE {{schema}}.fresh RENAME COLUMN id TO event_id;
+ALTER TABLE IF EXISTS {{schema}}.fresh RENAME TO queue;
+ALTER FUNCTION {{schema}}.notify() RENAME TO wake;`
 	want := map[string]string{"events": "pg_class", "fresh": "pg_class", "fresh_idx": "pg_class", "Delivery View": "pg_class",
-		"totals": "pg_class", "seq": "pg_class", "notify": "pg_proc", "state": "pg_type"}
+		"totals": "pg_class", "seq": "pg_class", "notify": "pg_proc", "state": "pg_type",
+		"lsn_text": "pg_type", "queue": "pg_class", "wake": "pg_proc"}
 	if got := createdNames(sql); !maps.Equal(got, want) {
 		t.Errorf("createdNames = %v, want %v", got, want)
 	}

@@ -110,3 +110,16 @@ func TestDropSchemaLeastPrivilege(t *testing.T) {
 		t.Errorf("%d relations left in schema walhook", n)
 	}
 }
+
+// TestOddSchemaName: a side schema named after a reserved word is quoted
+// everywhere, from migration to teardown.
+func TestOddSchemaName(t *testing.T) {
+	db := testenv.NewDB(t)
+	if err := dispatch.Migrate(t.Context(), db.Pool, "order"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := dispatch.DropSchema(t.Context(), db.Pool, "order")
+	if err != nil || cdc.Report(got) != "schema order: dropped" {
+		t.Fatalf("DropSchema = %q, %v", cdc.Report(got), err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -92,15 +93,12 @@ type schemaObject struct {
 
 // schemaObjects lists the objects directly in schema (those DROP SCHEMA
 // would cascade to: indexes, constraints and row types come with their
-// table) and marks walhook's own: a name the migrations create, or an
-// object made for one of those (a serial column's sequence).
+// table) and marks walhook's own: a name owned maps to the object's
+// catalog (ownedNames), or an object made for one of those (a serial
+// column's sequence, a partition).
 func schemaObjects(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, schema string) ([]schemaObject, error) {
-	owned, err := ownedNames()
-	if err != nil {
-		return nil, err
-	}
+}, schema string, owned map[string]string) ([]schemaObject, error) {
 	names, catalogs := make([]string, 0, len(owned)), make([]string, 0, len(owned))
 	for n, c := range owned {
 		names, catalogs = append(names, n), append(catalogs, c)
@@ -108,12 +106,13 @@ func schemaObjects(ctx context.Context, q interface {
 	rows, err := q.Query(ctx, `
 		WITH own(name, catalog) AS (SELECT * FROM unnest($2::text[], $3::text[]))
 		SELECT i.type, i.identity,
-			EXISTS (SELECT 1 FROM own WHERE own.catalog = d.classid::regclass::text AND own.name = CASE d.classid
-				WHEN 'pg_class'::regclass THEN (SELECT relname::text FROM pg_class WHERE oid = d.objid)
-				WHEN 'pg_proc'::regclass THEN (SELECT proname::text FROM pg_proc WHERE oid = d.objid)
-				WHEN 'pg_type'::regclass THEN (SELECT typname::text FROM pg_type WHERE oid = d.objid) END)
-			OR (d.classid = 'pg_type'::regclass AND EXISTS (SELECT 1 FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid
-				WHERE t.oid = d.objid AND c.relname::text IN (SELECT name FROM own)))
+			EXISTS (SELECT 1 FROM own WHERE own.name = CASE d.classid
+					WHEN 'pg_class'::regclass THEN (SELECT relname::text FROM pg_class WHERE oid = d.objid)
+					WHEN 'pg_proc'::regclass THEN (SELECT proname::text FROM pg_proc WHERE oid = d.objid)
+					WHEN 'pg_type'::regclass THEN (SELECT typname::text FROM pg_type WHERE oid = d.objid) END
+				-- CREATE TYPE ... AS (...) makes a pg_class entry too.
+				AND own.catalog = CASE WHEN d.classid = 'pg_class'::regclass
+					AND (SELECT relkind FROM pg_class WHERE oid = d.objid) = 'c' THEN 'pg_type' ELSE d.classid::regclass::text END)
 			OR EXISTS (SELECT 1 FROM pg_depend a JOIN pg_class t ON t.oid = a.refobjid
 				WHERE a.classid = d.classid AND a.objid = d.objid AND a.refclassid = 'pg_class'::regclass
 				AND a.deptype IN ('a', 'i') AND t.relnamespace = n.oid
@@ -136,7 +135,7 @@ func schemaObjects(ctx context.Context, q interface {
 	return objs, nil
 }
 
-// foreign names the objects of objs walhook did not create.
+// foreign names the objects of objs walhook did not create, sorted.
 func foreign(objs []schemaObject) []string {
 	var names []string
 	for _, o := range objs {
@@ -144,18 +143,24 @@ func foreign(objs []schemaObject) []string {
 			names = append(names, o.kind+" "+o.identity)
 		}
 	}
+	slices.Sort(names)
 	return names
 }
 
-// checkSideSchema refuses, before Migrate creates anything, a side schema
-// that is not walhook's: a reserved name, or an existing schema holding
-// anything walhook did not create. An empty schema made by a DBA (for a
-// role without CREATE on the database) is adopted.
-func checkSideSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+// CheckSideSchema refuses a side schema that is not walhook's: a reserved
+// name, or an existing schema holding anything walhook did not create,
+// which the error names. An empty schema made by a DBA (for a role without
+// CREATE on the database) is fine. Migrate calls it before creating
+// anything; a preflight check may call it too.
+func CheckSideSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
 	if err := CheckSchemaName(schema, ""); err != nil {
 		return fmt.Errorf("side schema: %w", err)
 	}
-	objs, err := schemaObjects(ctx, pool, schema)
+	owned, err := ownedNames()
+	if err != nil {
+		return err
+	}
+	objs, err := schemaObjects(ctx, pool, schema, owned)
 	if err != nil {
 		return err
 	}
@@ -173,6 +178,15 @@ func checkSideSchema(ctx context.Context, pool *pgxpool.Pool, schema string) err
 // the schema itself among them where a DBA made it, are left with the SQL
 // their owner runs.
 func DropSchema(ctx context.Context, pool *pgxpool.Pool, schema string) ([]cdc.Removal, error) {
+	owned, err := ownedNames()
+	if err != nil {
+		return nil, err
+	}
+	return dropSchema(ctx, pool, schema, owned)
+}
+
+// dropSchema is DropSchema with walhook's objects named by owned.
+func dropSchema(ctx context.Context, pool *pgxpool.Pool, schema string, owned map[string]string) ([]cdc.Removal, error) {
 	r := cdc.Removal{Object: "schema " + schema}
 	var owner string
 	var mine bool
@@ -192,7 +206,7 @@ func DropSchema(ctx context.Context, pool *pgxpool.Pool, schema string) ([]cdc.R
 		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '10s'"); err != nil {
 			return err
 		}
-		objs, err := schemaObjects(ctx, tx, schema)
+		objs, err := schemaObjects(ctx, tx, schema, owned)
 		if err != nil {
 			return err
 		}

@@ -244,6 +244,10 @@ func dropSchema(ctx context.Context, pool *pgxpool.Pool, schema string, owned ma
 	if errors.Is(err, errRollback) {
 		return out, nil
 	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_timeout
+		return nil, fmt.Errorf("drop side schema %q: a walhook process still uses it (waited 10s for its locks): stop every walhook process on this database first", schema)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("drop side schema %q: %w", schema, err)
 	}

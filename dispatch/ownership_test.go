@@ -69,6 +69,20 @@ func TestDropSchemaOnlyItsOwn(t *testing.T) {
 		t.Errorf("schema walhook holds %d tables after a refused teardown, want 5", n)
 	}
 	db.Exec(t, "DROP TABLE walhook.mine")
+	tx, err := db.Pool.Begin(ctx) // a standby walhook's transaction
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT count(*) FROM walhook.deliveries"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = dispatch.DropSchema(ctx, db.Pool, "walhook")
+	if err == nil || !strings.Contains(err.Error(), "a walhook process still uses it") {
+		t.Errorf("DropSchema while another session uses the schema = %v, want it to say so", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
 	got, err = dispatch.DropSchema(ctx, db.Pool, "walhook")
 	if err != nil || cdc.Report(got) != "schema walhook: dropped" {
 		t.Fatalf("DropSchema = %q, %v", cdc.Report(got), err)

@@ -106,6 +106,9 @@ func dropSlot(ctx context.Context, pool *pgxpool.Pool, slot string) (Removal, er
 		return r, nil
 	case codeObjectInUse:
 		return r, errSlotInUse(slot)
+	case codeInsufficientPrivilege:
+		r.Result, r.Detail = LeftForOwner, "a role with REPLICATION (or a superuser) runs: SELECT pg_drop_replication_slot("+quoteLiteral(slot)+");"
+		return r, nil
 	}
 	return r, fmt.Errorf("drop slot %q: %w", slot, err)
 }

@@ -89,6 +89,15 @@ func TestTeardownLeastPrivilege(t *testing.T) {
 	if err != nil || !strings.HasPrefix(cdc.Report(got), "slot "+db.Name+": already gone\npublication walhook: left for its owner") {
 		t.Fatalf("Teardown again = %q, %v", cdc.Report(got), err)
 	}
+
+	// Without REPLICATION, the slot too is left, with the SQL to drop it.
+	db.Exec(t, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", db.Name)
+	db.Exec(t, "ALTER ROLE "+role+" NOREPLICATION")
+	got, err = cdc.Teardown(t.Context(), pool, db.Name, "walhook")
+	want = "slot " + db.Name + ": left for its owner, walhook may not drop it: a role with REPLICATION (or a superuser) runs: SELECT pg_drop_replication_slot('" + db.Name + "');"
+	if err != nil || !strings.HasPrefix(cdc.Report(got), want) {
+		t.Fatalf("Teardown without REPLICATION = %q, %v; want it to start with %q", cdc.Report(got), err, want)
+	}
 }
 
 // TestSlotNamedLikeAKeyword: a slot name that is a keyword of the

@@ -18,6 +18,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRenderValue$$' -fuzztime $(FUZZTIME) ./cdc/
 	$(GO) test -run '^$$' -fuzz '^FuzzRenderArray$$' -fuzztime $(FUZZTIME) ./cdc/
 	$(GO) test -run '^$$' -fuzz '^FuzzValidJSONB$$' -fuzztime $(FUZZTIME) ./cdc/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseChange$$' -fuzztime $(FUZZTIME) ./cdc/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMessage$$' -fuzztime $(FUZZTIME) ./cdc/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTableName$$' -fuzztime $(FUZZTIME) ./cdc/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...

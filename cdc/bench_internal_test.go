@@ -11,7 +11,7 @@ func BenchmarkRenderRow(b *testing.B) {
 		txt("123456"), txt("ada.lovelace@example.com"), txt("Ada Lovelace"), txt("$2a$10$abcdefghijklmnopqrstuv"),
 		txt("2026-11-26 20:31:33.123456+00"), txt(`{admin,"early adopter",beta}`),
 	})
-	enc := newEncoder("user")
+	enc := newEncoder("user", 1<<20, nil)
 	tx := testTxn
 	var ch change
 	b.ReportAllocs()

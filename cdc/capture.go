@@ -32,6 +32,11 @@ type Config struct {
 	// IgnoreUpdateColumns: an update that changes only these columns emits
 	// nothing (where the old row is known, REPLICA IDENTITY FULL).
 	IgnoreUpdateColumns []string
+	// MaxEventBytes caps an event's body: over it, the largest values are
+	// left out of data and previous and their columns listed in "omitted",
+	// with an error logged, so that no row can stall capture or take
+	// memory without bound. Default 1 MiB.
+	MaxEventBytes int
 	// MaxBatchEvents bounds the events per Sink.Write. Default 2000.
 	MaxBatchEvents int
 	// MaxBatchBytes bounds the total Body bytes per Sink.Write (a single
@@ -42,6 +47,7 @@ type Config struct {
 }
 
 const (
+	defaultMaxEventBytes  = 1 << 20
 	defaultMaxBatchEvents = 2000
 	defaultMaxBatchBytes  = 8 << 20
 )
@@ -86,21 +92,22 @@ type Capture struct {
 	silenceTimeout time.Duration
 }
 
-// slotName is what START_REPLICATION accepts unquoted.
-var validSlotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
+// SlotName is PostgreSQL's rule for replication slot names, which
+// START_REPLICATION then takes unquoted. Configuration validation uses it.
+var SlotName = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 // New checks cfg and returns a Capture writing to sink. It does not connect.
 func New(cfg Config, sink Sink) (*Capture, error) {
 	if cfg.ConnString == "" {
 		return nil, errors.New("cdc: connection string is empty")
 	}
-	if !validSlotName.MatchString(cfg.Slot) {
+	if !SlotName.MatchString(cfg.Slot) {
 		return nil, fmt.Errorf("cdc: slot name %q is invalid: use 1 to 63 lower-case letters, digits and underscores", cfg.Slot)
 	}
 	if cfg.Publication == "" {
 		return nil, errors.New("cdc: publication name is empty")
 	}
-	schema, table, err := parseTableName(cfg.Table)
+	schema, table, err := ParseTableName(cfg.Table)
 	if err != nil {
 		return nil, fmt.Errorf("cdc: %w", err)
 	}
@@ -112,6 +119,9 @@ func New(cfg Config, sink Sink) (*Capture, error) {
 	}
 	if cfg.EventPrefix == "" {
 		cfg.EventPrefix = "user"
+	}
+	if cfg.MaxEventBytes <= 0 {
+		cfg.MaxEventBytes = defaultMaxEventBytes
 	}
 	if cfg.MaxBatchEvents <= 0 {
 		cfg.MaxBatchEvents = defaultMaxBatchEvents

@@ -77,7 +77,7 @@ func TestChanges(t *testing.T) {
 			db.Exec(t, "ALTER TABLE users REPLICA IDENTITY "+identity)
 			c := &changeTest{t: t, db: db, full: identity == "FULL"}
 			c.h = startCapture(t, db, baseConfig(db))
-			warned := strings.Contains(c.h.logs.String(), "ALTER TABLE public.users REPLICA IDENTITY FULL")
+			warned := strings.Contains(c.h.logs.String(), `ALTER TABLE \"public\".\"users\" REPLICA IDENTITY FULL`)
 			if warned == c.full {
 				t.Errorf("REPLICA IDENTITY %s: start-up warning naming the fix logged = %v", identity, warned)
 			}

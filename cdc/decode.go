@@ -1,6 +1,8 @@
 package cdc
 
 import (
+	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -38,6 +40,15 @@ type encoder struct {
 	buf      []byte
 	merged   []tupleValue
 	changed  []bool
+
+	// maxBytes caps a body (Config.MaxEventBytes); 0 for no cap.
+	maxBytes int
+	log      *slog.Logger
+	// Per column of the body being built: the bytes its values take in
+	// data and previous (estimated, then as built), and whether it is
+	// left out to keep the body under maxBytes.
+	sizes []int
+	omit  []bool
 }
 
 const (
@@ -46,8 +57,8 @@ const (
 	opDeleted
 )
 
-func newEncoder(prefix string) *encoder {
-	e := &encoder{}
+func newEncoder(prefix string, maxBytes int, log *slog.Logger) *encoder {
+	e := &encoder{maxBytes: maxBytes, log: log}
 	for i, suffix := range []string{".created", ".updated", ".deleted"} {
 		e.types[i] = prefix + suffix
 		e.typeJSON[i] = appendString(nil, []byte(e.types[i]))
@@ -55,72 +66,205 @@ func newEncoder(prefix string) *encoder {
 	return e
 }
 
+// bodyParts is what one event's body is built from.
+type bodyParts struct {
+	rel     *relation
+	id      string
+	op      int
+	tx      *txn
+	data    []tupleValue
+	prev    []tupleValue // nil unless "previous" is sent
+	keyOnly bool         // data holds only the replica identity columns
+}
+
+// inData reports whether column i has a place in data.
+func (bd *bodyParts) inData(i int) bool {
+	c := &bd.rel.cols[i]
+	return c.export && i < len(bd.data) && (!bd.keyOnly || c.identity)
+}
+
 // encode builds the event for a change of rel in transaction tx at index
 // tx.index. It reports false when the change emits nothing (SPEC §1): an
 // update, with the old row known, that changed no exported column or only
 // ignored ones.
 func (e *encoder) encode(rel *relation, ch *change, tx *txn) (Event, bool) {
-	var op int
-	var data, prev []tupleValue // prev is set only when "previous" is sent
-	keyOnly := false
+	bd := bodyParts{rel: rel, tx: tx}
 	switch ch.op {
 	case 'I':
-		op, data = opCreated, ch.new
+		bd.op, bd.data = opCreated, ch.new
 	case 'U':
-		op, data = opUpdated, ch.new
+		bd.op, bd.data = opUpdated, ch.new
 		if ch.oldKind == 'O' && len(ch.old) == len(ch.new) {
 			var emit bool
-			data, emit = e.diff(rel, ch.old, ch.new)
+			bd.data, emit = e.diff(rel, ch.old, ch.new)
 			if !emit {
 				return Event{}, false
 			}
-			prev = ch.old
+			bd.prev = ch.old
 		}
 	case 'D':
-		op, data = opDeleted, ch.old
-		keyOnly = ch.oldKind == 'K'
+		bd.op, bd.data = opDeleted, ch.old
+		bd.keyOnly = ch.oldKind == 'K'
 	}
-	id := tx.idPrefix + strconv.Itoa(tx.index)
+	bd.id = tx.idPrefix + strconv.Itoa(tx.index)
 
+	b := e.build(&bd)
+	e.buf = b
+	return Event{
+		ID:          bd.id,
+		CommitLSN:   tx.lsn,
+		Index:       tx.index,
+		Type:        e.types[bd.op],
+		UserID:      userID(rel, bd.data, ch.old),
+		CommittedAt: tx.committedAt,
+		Body:        append(make([]byte, 0, len(b)), b...),
+	}, true
+}
+
+// build serializes the body within maxBytes (SPEC §3). It measures before
+// it writes: the sizes of the values, known from the message, decide which
+// of the largest to leave out, so that a huge value is never rendered. A
+// body still over the cap once rendered (escapes grow a string up to six
+// times) is rebuilt once from the measured sizes.
+func (e *encoder) build(bd *bodyParts) []byte {
+	n := len(bd.rel.cols)
+	e.omit = slices.Grow(e.omit[:0], n)[:n]
+	e.sizes = slices.Grow(e.sizes[:0], n)[:n]
+	clear(e.omit)
+	clear(e.sizes)
+	if e.maxBytes <= 0 {
+		return e.write(bd)
+	}
+	total := 128 + len(bd.id) + len(bd.tx.stamp) + len(e.typeJSON[bd.op])
+	for i := range bd.rel.cols {
+		if bd.inData(i) {
+			e.sizes[i] += estimate(&bd.rel.cols[i], bd.data[i])
+		}
+		if bd.prev != nil && i < len(e.changed) && e.changed[i] {
+			e.sizes[i] += estimate(&bd.rel.cols[i], bd.prev[i])
+		}
+		total += e.sizes[i]
+	}
+	if total > e.maxBytes {
+		e.chooseOmitted(bd.rel, total)
+	}
+	b := e.write(bd)
+	if len(b) > e.maxBytes {
+		e.chooseOmitted(bd.rel, len(b))
+		b = e.write(bd)
+	}
+	e.logOmitted(bd)
+	return b
+}
+
+// estimate is the bytes `,"name":value` takes, from the text's length: a
+// value renders at about its length, plus quotes.
+func estimate(c *relColumn, v tupleValue) int {
+	switch v.kind {
+	case colUnchanged:
+		return 0
+	case colNull:
+		return 1 + len(c.jsonKey) + len("null")
+	}
+	return 1 + len(c.jsonKey) + len(v.data) + 2
+}
+
+// chooseOmitted leaves out the largest values not left out yet until the
+// body's size, total now, fits maxBytes, counting their names in
+// "omitted".
+func (e *encoder) chooseOmitted(rel *relation, total int) {
+	order := make([]int, 0, len(e.sizes))
+	listed := false // "omitted" is in the body already
+	for i, size := range e.sizes {
+		listed = listed || e.omit[i]
+		if size > 0 && !e.omit[i] {
+			order = append(order, i)
+		}
+	}
+	slices.SortFunc(order, func(a, b int) int { return e.sizes[b] - e.sizes[a] })
+	for _, i := range order {
+		if total <= e.maxBytes {
+			return
+		}
+		if !listed {
+			total += len(`,"omitted":[]`)
+			listed = true
+		}
+		e.omit[i] = true
+		total += len(rel.cols[i].jsonKey) - e.sizes[i] // the name and a comma in place of the value
+	}
+}
+
+// write serializes the body, leaving out the columns in e.omit and
+// recording in e.sizes what each written one took.
+func (e *encoder) write(bd *bodyParts) []byte {
+	rel := bd.rel
 	b := e.buf[:0]
 	b = append(b, `{"id":"`...)
-	b = append(b, id...)
+	b = append(b, bd.id...)
 	b = append(b, `","type":`...)
-	b = append(b, e.typeJSON[op]...)
+	b = append(b, e.typeJSON[bd.op]...)
 	b = append(b, `,"timestamp":"`...)
-	b = append(b, tx.stamp...)
+	b = append(b, bd.tx.stamp...)
 	b = append(b, `","data":{`...)
 	first := true
 	for i := range rel.cols {
-		c := &rel.cols[i]
-		if !c.export || i >= len(data) || (keyOnly && !c.identity) {
+		if !bd.inData(i) || e.omit[i] {
 			continue
 		}
-		b, first = appendColumn(b, c, data[i], first)
+		mark := len(b)
+		b, first = appendColumn(b, &rel.cols[i], bd.data[i], first)
+		e.sizes[i] = len(b) - mark
 	}
 	b = append(b, '}')
-	if prev != nil {
+	if bd.prev != nil {
 		b = append(b, `,"previous":{`...)
 		first = true
 		for i := range rel.cols {
-			if i < len(e.changed) && e.changed[i] {
-				b, first = appendColumn(b, &rel.cols[i], prev[i], first)
+			if i < len(e.changed) && e.changed[i] && !e.omit[i] {
+				mark := len(b)
+				b, first = appendColumn(b, &rel.cols[i], bd.prev[i], first)
+				if !bd.inData(i) {
+					e.sizes[i] = 0
+				}
+				e.sizes[i] += len(b) - mark
 			}
 		}
 		b = append(b, '}')
 	}
-	b = append(b, '}')
-	e.buf = b
+	first = true
+	for i, omitted := range e.omit {
+		if !omitted {
+			continue
+		}
+		if first {
+			b = append(b, `,"omitted":[`...)
+		} else {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, rel.cols[i].jsonKey[:len(rel.cols[i].jsonKey)-1]...)
+	}
+	if !first {
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
 
-	return Event{
-		ID:          id,
-		CommitLSN:   tx.lsn,
-		Index:       tx.index,
-		Type:        e.types[op],
-		UserID:      userID(rel, data, ch.old),
-		CommittedAt: tx.committedAt,
-		Body:        append(make([]byte, 0, len(b)), b...),
-	}, true
+// logOmitted says which values an event goes without, as an error: the
+// receiver gets an incomplete row and may need to read it itself.
+func (e *encoder) logOmitted(bd *bodyParts) {
+	var cols []string
+	var sizes []int
+	for i, omitted := range e.omit {
+		if omitted {
+			cols, sizes = append(cols, bd.rel.cols[i].name), append(sizes, e.sizes[i])
+		}
+	}
+	if len(cols) > 0 && e.log != nil {
+		e.log.Error("event body over source.max_event_bytes: its largest values are left out of data and previous and listed in \"omitted\"",
+			"event", bd.id, "columns", cols, "bytes", sizes, "max_event_bytes", e.maxBytes)
+	}
 }
 
 // appendColumn appends `"name":value` (with a leading comma unless first).

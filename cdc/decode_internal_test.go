@@ -136,7 +136,7 @@ func TestEncode(t *testing.T) {
 			}
 			tx := testTxn
 			tx.index = 3
-			ev, ok := newEncoder("user").encode(rel, &ch, &tx)
+			ev, ok := newEncoder("user", 0, nil).encode(rel, &ch, &tx)
 			if tt.want == "" {
 				if ok {
 					t.Fatalf("want no event, got %s", ev.Body)
@@ -188,7 +188,7 @@ func TestEncodeAllowListAndCompositeKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	tx := testTxn
-	ev, ok := newEncoder(cfg.EventPrefix).encode(rel, &ch, &tx)
+	ev, ok := newEncoder(cfg.EventPrefix, 0, nil).encode(rel, &ch, &tx)
 	if !ok {
 		t.Fatal("no event")
 	}

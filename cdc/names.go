@@ -2,15 +2,20 @@ package cdc
 
 import (
 	"fmt"
-	"net/url"
-	"regexp"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
-// parseTableName splits "schema.table" as SQL would read it: unquoted parts
+// maxIdentifierBytes is PostgreSQL's NAMEDATALEN - 1: a longer name is
+// silently truncated by the server, so that it would name another object.
+const maxIdentifierBytes = 63
+
+// ParseTableName splits "schema.table" as SQL would read it: unquoted parts
 // fold to lower case, double-quoted parts are taken as written ("" inside
-// quotes is a quote). A name without a schema is in public.
-func parseTableName(s string) (schema, table string, err error) {
+// quotes is a quote). A name without a schema is in public. It is the one
+// reading of source.table: configuration validation calls it too.
+func ParseTableName(s string) (schema, table string, err error) {
 	var parts []string
 	rest := strings.TrimSpace(s)
 	for {
@@ -39,9 +44,15 @@ func parseTableName(s string) (schema, table string, err error) {
 				j = len(rest)
 			}
 			part, rest = strings.ToLower(strings.TrimSpace(rest[:j])), rest[j:]
+			if strings.ContainsAny(part, "\" \t\r\n") {
+				return "", "", fmt.Errorf("table name %q: %q needs double quotes", s, part)
+			}
 		}
 		if part == "" {
 			return "", "", fmt.Errorf("table name %q: empty part", s)
+		}
+		if len(part) > maxIdentifierBytes || strings.IndexByte(part, 0) >= 0 {
+			return "", "", fmt.Errorf("table name %q: a part is longer than PostgreSQL's %d bytes or holds a NUL", s, maxIdentifierBytes)
 		}
 		parts = append(parts, part)
 		if rest == "" {
@@ -61,46 +72,31 @@ func parseTableName(s string) (schema, table string, err error) {
 	return "", "", fmt.Errorf("table name %q: want schema.table", s)
 }
 
-var plainIdent = regexp.MustCompile(`^[a-z_][a-z0-9_$]*$`)
-
-// reservedWords are the reserved SQL keywords a table, schema or
-// publication name could plausibly collide with.
-var reservedWords = map[string]bool{
-	"all": true, "analyse": true, "analyze": true, "and": true, "any": true, "array": true, "as": true, "asc": true,
-	"both": true, "case": true, "cast": true, "check": true, "collate": true, "column": true, "constraint": true,
-	"create": true, "current_user": true, "default": true, "desc": true, "distinct": true, "do": true, "else": true,
-	"end": true, "except": true, "false": true, "for": true, "foreign": true, "from": true, "grant": true,
-	"group": true, "having": true, "in": true, "into": true, "limit": true, "not": true, "null": true, "offset": true,
-	"on": true, "only": true, "or": true, "order": true, "primary": true, "references": true, "select": true,
-	"session_user": true, "some": true, "table": true, "then": true, "to": true, "true": true, "union": true,
-	"unique": true, "user": true, "using": true, "when": true, "where": true, "with": true,
+// FormatTableName writes schema.table so that ParseTableName reads it back
+// unchanged: a part is double-quoted unless it is lower-case letters,
+// digits and underscores. It is for configuration and messages; SQL text
+// uses quoteIdent.
+func FormatTableName(schema, table string) string {
+	return formatPart(schema) + "." + formatPart(table)
 }
 
-// quoteIdent quotes an SQL identifier where it needs quotes, as
-// PostgreSQL's quote_ident does, so that messages read naturally.
-func quoteIdent(s string) string {
-	if plainIdent.MatchString(s) && !reservedWords[s] {
-		return s
+func formatPart(s string) string {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
+			return quoteIdent(s)
+		}
 	}
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+	return s
+}
+
+// quoteIdent quotes an SQL identifier, always: a partial list of reserved
+// words let a publication named "window" break CREATE PUBLICATION.
+func quoteIdent(s string) string {
+	return pgx.Identifier{s}.Sanitize()
 }
 
 // quoteLiteral quotes an SQL string literal.
 func quoteLiteral(s string) string {
 	return `'` + strings.ReplaceAll(s, `'`, `''`) + `'`
-}
-
-var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
-
-// redact removes the password from a connection string for logs.
-func redact(conn string) string {
-	if u, err := url.Parse(conn); err == nil && u.Scheme != "" {
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
-		}
-		return u.Redacted()
-	}
-	return dsnPassword.ReplaceAllString(conn, "${1}xxxxx")
 }

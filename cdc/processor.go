@@ -43,7 +43,7 @@ func newProcessor(s *session) *processor {
 	return &processor{
 		s:              s,
 		c:              s.c,
-		enc:            newEncoder(s.c.cfg.EventPrefix),
+		enc:            newEncoder(s.c.cfg.EventPrefix, s.c.cfg.MaxEventBytes, s.c.log),
 		otherRelations: make(map[uint32]bool),
 	}
 }
@@ -161,13 +161,13 @@ func (p *processor) handle(ctx context.Context, m streamMsg) error {
 	switch m.data[0] {
 	case 'B':
 		var b pglogrepl.BeginMessage
-		if err := b.Decode(m.data[1:]); err != nil {
+		if err := decodeMessage(&b, m.data[1:]); err != nil {
 			return fatal(fmt.Errorf("decode Begin: %w", err))
 		}
 		p.inTxn, p.tx = true, newTxn(b.FinalLSN, b.CommitTime)
 	case 'C':
 		var cm pglogrepl.CommitMessage
-		if err := cm.Decode(m.data[1:]); err != nil {
+		if err := decodeMessage(&cm, m.data[1:]); err != nil {
 			return fatal(fmt.Errorf("decode Commit: %w", err))
 		}
 		p.inTxn = false
@@ -229,7 +229,7 @@ func opName(op byte) string {
 
 func (p *processor) truncate(data []byte) error {
 	var t pglogrepl.TruncateMessage
-	if err := t.Decode(data[1:]); err != nil {
+	if err := decodeMessage(&t, data[1:]); err != nil {
 		return fatal(fmt.Errorf("decode Truncate: %w", err))
 	}
 	for _, id := range t.RelationIDs {

@@ -16,6 +16,8 @@ const (
 	codeObjectInUse     = "55006" // slot active in another process
 	codeNotInPrereqs    = "55000" // slot invalidated, among others
 	codeUndefinedObject = "42704" // slot or publication missing
+
+	codeInsufficientPrivilege = "42501" // not the owner of a DBA's object
 )
 
 func pgCode(err error) string {

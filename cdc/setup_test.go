@@ -24,7 +24,7 @@ func TestSetupErrors(t *testing.T) {
 		{"primary key excluded", testenv.UsersTableSQL, func(c *cdc.Config) { c.ExcludeColumns = []string{"id"} }, `primary key column "id"`},
 		{"primary key not allowed", testenv.UsersTableSQL, func(c *cdc.Config) { c.ExcludeColumns, c.Columns = nil, []string{"email"} }, `primary key column "id"`},
 		{"publication without the table", testenv.UsersTableSQL + "; CREATE TABLE other (id int PRIMARY KEY); CREATE PUBLICATION walhook FOR TABLE other",
-			nil, "ALTER PUBLICATION walhook ADD TABLE public.users"},
+			nil, `ALTER PUBLICATION "walhook" ADD TABLE "public"."users"`},
 		{"publication without deletes", testenv.UsersTableSQL + "; CREATE PUBLICATION walhook FOR TABLE users WITH (publish = 'insert, update')",
 			nil, "does not publish"},
 		{"replica identity nothing", testenv.UsersTableSQL + "; ALTER TABLE users REPLICA IDENTITY NOTHING", nil, "REPLICA IDENTITY NOTHING"},
@@ -106,8 +106,8 @@ func TestTableGone(t *testing.T) {
 	tests := []struct {
 		name, sql, wants string
 	}{
-		{"renamed", "ALTER TABLE users RENAME TO people; INSERT INTO people (email) VALUES ('r@example.com')", "renamed to public.people"},
-		{"moved to another schema", "CREATE SCHEMA old; ALTER TABLE users SET SCHEMA old; INSERT INTO old.users (email) VALUES ('m@example.com')", "renamed to old.users"},
+		{"renamed", "ALTER TABLE users RENAME TO people; INSERT INTO people (email) VALUES ('r@example.com')", `renamed to "public"."people"`},
+		{"moved to another schema", "CREATE SCHEMA old; ALTER TABLE users SET SCHEMA old; INSERT INTO old.users (email) VALUES ('m@example.com')", `renamed to "old"."users"`},
 		{"dropped", "DROP TABLE users", "was dropped"},
 	}
 	for _, tt := range tests {

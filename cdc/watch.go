@@ -12,7 +12,7 @@ import (
 // primary key is read again each time, since it may have changed too.
 func (p *processor) relation(ctx context.Context, data []byte) error {
 	var msg pglogrepl.RelationMessage
-	if err := msg.Decode(data[1:]); err != nil {
+	if err := decodeMessage(&msg, data[1:]); err != nil {
 		return fatal(fmt.Errorf("decode Relation: %w", err))
 	}
 	if msg.RelationID != p.s.tableOID {

@@ -50,6 +50,9 @@ func loadMigrations() ([]migration, error) {
 // migrations not applied yet, in order, each in its own transaction. An
 // advisory lock serialises walhook processes starting together.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	if err := CheckSideSchema(ctx, pool, schema); err != nil {
+		return err
+	}
 	ms, err := loadMigrations()
 	if err != nil {
 		return fmt.Errorf("load migrations: %w", err)

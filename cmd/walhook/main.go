@@ -51,7 +51,7 @@ Usage:
   walhook bench                   the headline benchmarks on a throwaway PostgreSQL (fsync on)
   walhook status -config FILE     slot lag, pending and failed deliveries per endpoint
   walhook replay -config FILE     re-queue deliveries (-event ID | -endpoint NAME -status failed | -since TIME)
-  walhook teardown -config FILE   drop the slot and publication (-schema: the side schema too)
+  walhook teardown -config FILE   drop the slot and publication (-schema: the side schema too), only what walhook made
   walhook secret                  print a new whsec_ secret
   walhook verify                  check a captured request's signature
   walhook version                 print the version

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +63,7 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 		Columns:             cfg.Source.Columns,
 		ExcludeColumns:      cfg.Source.ExcludeColumns,
 		IgnoreUpdateColumns: cfg.Source.IgnoreUpdateColumns,
+		MaxEventBytes:       cfg.Source.MaxEventBytes,
 		Logger:              log,
 	}, s.dispatcher)
 	if err != nil {
@@ -82,7 +80,7 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 // connect opens the pool and proves the database answers and accepts the
 // login within the connect timeout.
 func connect(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
-	where := config.RedactURL(cfg.Database.URL)
+	where := cdc.RedactConnString(cfg.Database.URL)
 	pc, err := pgxpool.ParseConfig(cfg.Database.URL)
 	if err != nil {
 		return nil, fmt.Errorf("database.url %s: %w", where, err)
@@ -123,7 +121,7 @@ func dispatchEndpoints(cfg *config.Config, log *slog.Logger) ([]dispatch.Endpoin
 			Headers: e.Headers,
 		}
 		if e.CAFile != "" {
-			ep.TLSConfig, err = tlsWithCAFile(e.CAFile)
+			ep.TLSConfig, err = dispatch.LoadCAFile(e.CAFile)
 			if err != nil {
 				return nil, fmt.Errorf("endpoints[%d] (%s).ca_file: %w", i, e.Name, err)
 			}
@@ -134,22 +132,6 @@ func dispatchEndpoints(cfg *config.Config, log *slog.Logger) ([]dispatch.Endpoin
 		eps = append(eps, ep)
 	}
 	return eps, nil
-}
-
-// tlsWithCAFile trusts the system roots plus the PEM certificates in path.
-func tlsWithCAFile(path string) (*tls.Config, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, nil
 }
 
 // Run captures and delivers until ctx is cancelled (then drains and returns

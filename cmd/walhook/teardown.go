@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/walhook/walhook/cdc"
+	"github.com/walhook/walhook/dispatch"
 )
 
 // runTeardown implements `walhook teardown`: it drops the slot and the
 // publication so that the database retains no WAL for walhook, and with
-// -schema the side schema and its delivery logs.
+// -schema the side schema and its delivery logs. What walhook's role may not
+// drop is named with the SQL its owner runs, and the rest still goes; a
+// schema holding anything walhook did not create is kept, and the exit
+// status says so.
 func runTeardown(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("teardown", stderr)
 	configPath := fs.String("config", "", "configuration `file` (YAML)")
@@ -29,30 +33,29 @@ func runTeardown(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer pool.Close()
 
-	var active *bool
-	err = pool.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", cfg.Database.Slot).Scan(&active)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		fmt.Fprintf(stdout, "slot %s: not found\n", cfg.Database.Slot)
-	case err != nil:
-		return fmt.Errorf("look up slot %q: %w", cfg.Database.Slot, err)
-	case active != nil && *active:
-		return fmt.Errorf("slot %q is in use by a running walhook: stop every walhook process on this database first", cfg.Database.Slot)
-	default:
-		if _, err := pool.Exec(ctx, "SELECT pg_drop_replication_slot($1)", cfg.Database.Slot); err != nil {
-			return fmt.Errorf("drop slot %q: %w", cfg.Database.Slot, err)
-		}
-		fmt.Fprintf(stdout, "slot %s: dropped\n", cfg.Database.Slot)
+	removals, err := cdc.Teardown(ctx, pool, cfg.Database.Slot, cfg.Database.Publication)
+	printRemovals(stdout, removals)
+	if err != nil {
+		return err
 	}
-	if _, err := pool.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pgx.Identifier{cfg.Database.Publication}.Sanitize()); err != nil {
-		return fmt.Errorf("drop publication %q: %w", cfg.Database.Publication, err)
+	if !*schema {
+		return nil
 	}
-	fmt.Fprintf(stdout, "publication %s: dropped\n", cfg.Database.Publication)
-	if *schema {
-		if _, err := pool.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{cfg.Database.Schema}.Sanitize()+" CASCADE"); err != nil {
-			return fmt.Errorf("drop schema %q: %w", cfg.Database.Schema, err)
+	removals, err = dispatch.DropSchema(ctx, pool, cfg.Database.Schema)
+	printRemovals(stdout, removals)
+	if err != nil {
+		return err
+	}
+	for _, r := range removals {
+		if r.Result == cdc.Kept {
+			return errors.New(r.Object + " was kept: see above")
 		}
-		fmt.Fprintf(stdout, "schema %s: dropped\n", cfg.Database.Schema)
 	}
 	return nil
+}
+
+func printRemovals(w io.Writer, removals []cdc.Removal) {
+	if len(removals) > 0 {
+		fmt.Fprintln(w, cdc.Report(removals))
+	}
 }

@@ -35,6 +35,7 @@ func TestParseSecret(t *testing.T) {
 		{name: "no prefix", in: "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", wantErr: `does not start with "whsec_"`},
 		{name: "nothing after prefix", in: "whsec_", wantErr: "nothing after"},
 		{name: "not base64", in: "whsec_Mf!Q9r8GKYqrTwjUPD8ILPZIo2LaLaSw", wantErr: "not valid base64"},
+		{name: "line break inside", in: "whsec_MfKQ9r8GKYqr\nTwjUPD8ILPZIo2LaLaSw", wantErr: "whitespace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,6 +53,31 @@ func TestParseSecret(t *testing.T) {
 				t.Fatalf("error %q contains the secret", err)
 			}
 		})
+	}
+}
+
+// TestParseSigningSecret: walhook signs only with keys of 16 bytes or more,
+// however they are spelled, and Equal compares keys, not text.
+func TestParseSigningSecret(t *testing.T) {
+	short := "whsec_" + base64.StdEncoding.EncodeToString([]byte("fifteen bytes!!"))
+	if _, err := signature.ParseSigningSecret(short); err == nil || !strings.Contains(err.Error(), "only 15 bytes") {
+		t.Errorf("ParseSigningSecret(15-byte key) error = %v, want one saying it is only 15 bytes", err)
+	}
+	if _, err := signature.ParseSecret(short); err != nil {
+		t.Errorf("ParseSecret(15-byte key): %v; verifying must accept it", err)
+	}
+	key := []byte("twenty-five bytes of key!")
+	padded, err := signature.ParseSigningSecret("whsec_" + base64.StdEncoding.EncodeToString(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unpadded, err := signature.ParseSigningSecret("whsec_" + base64.RawStdEncoding.EncodeToString(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := signature.ParseSigningSecret(vectorSecret)
+	if !padded.Equal(unpadded) || padded.Equal(other) {
+		t.Error("Equal must compare the keys: padded and unpadded spellings are one key, another key differs")
 	}
 }
 

@@ -32,7 +32,7 @@ type Config struct {
 // there.
 type Database struct {
 	// URL is the connection string, URL or key=value form. It may hold a
-	// password: log it with RedactURL.
+	// password: log it with cdc.RedactConnString.
 	URL string
 	// ConnectTimeout bounds connecting and logging in at start-up.
 	ConnectTimeout time.Duration
@@ -57,6 +57,9 @@ type Source struct {
 	ExcludeColumns []string
 	// IgnoreUpdateColumns: an UPDATE changing only these emits nothing.
 	IgnoreUpdateColumns []string
+	// MaxEventBytes caps an event's body: over it, the largest values are
+	// left out and listed in "omitted", so that no row can stall capture.
+	MaxEventBytes int
 }
 
 // Backoff bounds the delay before a retry: it starts at Initial and grows
@@ -119,6 +122,11 @@ const (
 	defaultName           = "walhook"
 	defaultTable          = "public.users"
 	defaultEventPrefix    = "user"
+	defaultMaxEventBytes  = 1 << 20
+	// maxMaxEventBytes keeps a body well inside what PostgreSQL's jsonb
+	// stores (256 MiB) and walhook's memory small: a row's body is held a
+	// few times over while it is built and stored.
+	maxMaxEventBytes      = 64 << 20
 	defaultConcurrency    = 32
 	defaultTimeout        = 10 * time.Second
 	defaultMaxAttempts    = 15

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/cmd/walhook/internal/config"
 )
 
@@ -66,7 +67,7 @@ endpoints:
 			Publication:    "walhook",
 			Schema:         "walhook",
 		},
-		Source: config.Source{Table: "public.users", EventPrefix: "user"},
+		Source: config.Source{Table: "public.users", EventPrefix: "user", MaxEventBytes: 1 << 20},
 		Endpoints: []config.Endpoint{{
 			Name:        "crm",
 			URL:         "http://127.0.0.1:8080/hooks/users",
@@ -404,3 +405,30 @@ endpoints:
 }
 
 func fmtPlusV(c *config.Config) string { return fmt.Sprintf("%+v", *c) }
+
+// TestTableNameAgreesWithCapture: source.table is read by cdc's parser, so
+// that the table config reports is the one capture watches. Unquoted names
+// fold to lower case as in SQL ("Users" once passed config as public.Users
+// while cdc watched public.users); quoted ones keep their case.
+func TestTableNameAgreesWithCapture(t *testing.T) {
+	for _, tc := range []struct{ in, want, schema, table string }{
+		{"Users", "public.users", "public", "users"},
+		{"App.Users", "app.users", "app", "users"},
+		{`'"Users"'`, `public."Users"`, "public", "Users"},
+		{`'"My App"."user list"'`, `"My App"."user list"`, "My App", "user list"},
+		{"public.user", "public.user", "public", "user"},
+	} {
+		cfg, err := config.Parse("walhook.yaml", []byte(head+"source:\n  table: "+tc.in+"\n"), nil)
+		if err != nil {
+			t.Errorf("table %s: %v", tc.in, err)
+			continue
+		}
+		if cfg.Source.Table != tc.want {
+			t.Errorf("table %s: Source.Table = %q, want %q", tc.in, cfg.Source.Table, tc.want)
+		}
+		schema, table, err := cdc.ParseTableName(cfg.Source.Table)
+		if err != nil || schema != tc.schema || table != tc.table {
+			t.Errorf("table %s: cdc reads config's %q as %q.%q (%v), want %q.%q", tc.in, cfg.Source.Table, schema, table, err, tc.schema, tc.table)
+		}
+	}
+}

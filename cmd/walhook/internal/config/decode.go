@@ -2,10 +2,15 @@ package config
 
 import (
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/walhook/walhook/cdc"
+	"github.com/walhook/walhook/dispatch"
+	"github.com/walhook/walhook/dispatch/signature"
 )
 
 // config reads the root mapping. Sections are read in dependency order
@@ -19,7 +24,7 @@ func (w *walker) config(root *yaml.Node, file string) *Config {
 			Publication:    defaultName,
 			Schema:         defaultName,
 		},
-		Source: Source{Table: defaultTable, EventPrefix: defaultEventPrefix},
+		Source: Source{Table: defaultTable, EventPrefix: defaultEventPrefix, MaxEventBytes: defaultMaxEventBytes},
 		Delivery: Delivery{
 			Concurrency: defaultConcurrency,
 			Timeout:     defaultTimeout,
@@ -33,11 +38,18 @@ func (w *walker) config(root *yaml.Node, file string) *Config {
 	if !ok {
 		return cfg
 	}
+	schemaLine := root.Line
 	if f, ok := w.required(b, "database"); ok {
-		w.database(f, &cfg.Database)
+		schemaLine = w.database(f, &cfg.Database)
 	}
 	if f, ok := b.get("source"); ok {
 		w.source(f, &cfg.Source)
+	}
+	// The side schema must not be the source table's own, whatever the
+	// order of the sections.
+	tableSchema, _, _ := cdc.ParseTableName(cfg.Source.Table)
+	if err := dispatch.CheckSchemaName(cfg.Database.Schema, tableSchema); err != nil {
+		w.probs.add(schemaLine, "database.schema", "%s", err)
 	}
 	if f, ok := b.get("delivery"); ok {
 		w.delivery(f, &cfg.Delivery)
@@ -51,10 +63,12 @@ func (w *walker) config(root *yaml.Node, file string) *Config {
 	return cfg
 }
 
-func (w *walker) database(f field, d *Database) {
+// database reads the database section and returns the line of the side
+// schema's name (of the section where it is left to its default).
+func (w *walker) database(f field, d *Database) int {
 	b, ok := w.block(f.val, "database", f.line, []string{"url", "connect_timeout", "slot", "publication", "schema"})
 	if !ok {
-		return
+		return f.line
 	}
 	if f, ok := w.required(b, "url"); ok {
 		if s, ok := w.scalar(f.val, "database.url"); ok {
@@ -65,22 +79,26 @@ func (w *walker) database(f field, d *Database) {
 		}
 	}
 	w.duration(b, "connect_timeout", &d.ConnectTimeout)
-	w.name(b, "slot", slotName, "is not a valid slot name (use 1-63 of a-z, 0-9 and _)", &d.Slot)
+	w.name(b, "slot", cdc.SlotName, "is not a valid slot name (use 1-63 of a-z, 0-9 and _)", &d.Slot)
 	w.name(b, "publication", identifier, "is not a valid publication name (use a-z, 0-9 and _, not starting with a digit, at most 63)", &d.Publication)
 	w.name(b, "schema", identifier, "is not a valid schema name (use a-z, 0-9 and _, not starting with a digit, at most 63)", &d.Schema)
+	if sf, ok := b.get("schema"); ok {
+		return sf.val.Line
+	}
+	return f.line
 }
 
 func (w *walker) source(f field, s *Source) {
-	b, ok := w.block(f.val, "source", f.line, []string{"table", "event_prefix", "columns", "exclude_columns", "ignore_update_columns"})
+	b, ok := w.block(f.val, "source", f.line, []string{"table", "event_prefix", "columns", "exclude_columns", "ignore_update_columns", "max_event_bytes"})
 	if !ok {
 		return
 	}
 	if f, ok := b.get("table"); ok {
 		if v, ok := w.scalar(f.val, "source.table"); ok {
-			if t, ok := tableName(v); ok {
-				s.Table = t
+			if schema, table, err := cdc.ParseTableName(v); err == nil {
+				s.Table = cdc.FormatTableName(schema, table)
 			} else {
-				w.probs.add(f.val.Line, "source.table", "%q is not a table name (use schema.table, e.g. public.users; letters, digits and _)", v)
+				w.probs.add(f.val.Line, "source.table", "%s (use schema.table, e.g. public.users; quote a part with capitals or other characters: '\"App\".users')", err)
 			}
 		}
 	}
@@ -88,6 +106,7 @@ func (w *walker) source(f field, s *Source) {
 	s.Columns = w.columns(b, "columns")
 	s.ExcludeColumns = w.columns(b, "exclude_columns")
 	s.IgnoreUpdateColumns = w.columns(b, "ignore_update_columns")
+	w.integer(b, "max_event_bytes", 1024, maxMaxEventBytes, &s.MaxEventBytes)
 	if s.Columns != nil && s.ExcludeColumns != nil {
 		w.probs.add(b.fields["exclude_columns"].line, "source.exclude_columns",
 			"cannot be used with source.columns (line %d): list the columns to send, or the ones to hold back, not both", b.fields["columns"].line)
@@ -310,7 +329,8 @@ func (w *walker) secrets(f field, path string) []string {
 		// part of the key.
 		items[i].val = strings.TrimSpace(items[i].val)
 	}
-	keys := map[string]string{} // decoded key -> path of its first use
+	var keys []signature.Secret // each key once, where paths says
+	var paths []string
 	for _, it := range items {
 		key, msg := checkSecret(it.val)
 		if msg != "" {
@@ -318,11 +338,11 @@ func (w *walker) secrets(f field, path string) []string {
 			continue
 		}
 		// Compare keys, not text: padded and unpadded spell the same key.
-		if first, dup := keys[string(key)]; dup {
-			w.probs.add(it.line, it.path, "same secret as %s; remove one", first)
+		if i := slices.IndexFunc(keys, key.Equal); i >= 0 {
+			w.probs.add(it.line, it.path, "same secret as %s; remove one", paths[i])
 			continue
 		}
-		keys[string(key)] = it.path
+		keys, paths = append(keys, key), append(paths, it.path)
 		secrets = append(secrets, it.val)
 	}
 	return secrets

@@ -160,10 +160,10 @@ func TestErrors(t *testing.T) {
 			{9, "delivery.max_attempts", "-1 is too small: use at least 1"},
 		}},
 		{"secret without prefix", strings.Replace(head, secret, "hunter2hunter2hunter2", 1), nil, []problem{
-			{6, "endpoints[0].secrets[0]", `not a whsec_ secret (generate one with "walhook secret")`},
+			{6, "endpoints[0].secrets[0]", `does not start with "whsec_" (want whsec_<base64>) (generate one with "walhook secret")`},
 		}},
 		{"secret not base64", strings.Replace(head, secret, secret+", whsec_hunter2!!", 1), nil, []problem{
-			{6, "endpoints[0].secrets[1]", "not standard base64"},
+			{6, "endpoints[0].secrets[1]", "is not valid base64"},
 		}},
 		{"secret too short", strings.Replace(head, secret, "whsec_c2hvcnQtc2VjcmV0", 1), nil, []problem{
 			{6, "endpoints[0].secrets[0]", "only 12 bytes long; use at least 16 (24-64 recommended)"},
@@ -226,10 +226,31 @@ func TestErrors(t *testing.T) {
 			{3, "database.schema", `"side-schema" is not a valid schema name`},
 		}},
 		{"table name", head + "source:\n  table: public.users.x\n", nil, []problem{
-			{8, "source.table", `"public.users.x" is not a table name`},
+			{8, "source.table", `table name "public.users.x": want schema.table`},
 		}},
-		{"table name quoted", head + "source:\n  table: '\"Users\"'\n", nil, []problem{
-			{8, "source.table", "is not a table name"},
+		{"table name too long", head + "source:\n  table: " + strings.Repeat("u", 64) + "\n", nil, []problem{
+			{8, "source.table", "longer than PostgreSQL's 63 bytes"},
+		}},
+		{"side schema public", strings.Replace(head, "app\n", "app\n  schema: public\n", 1), nil, []problem{
+			{3, "database.schema", `"public" is the application's schema; the side schema must be walhook's alone (teardown -schema drops it)`},
+		}},
+		{"side schema is the table's", strings.Replace(head, "app\n", "app\n  schema: app\n", 1) + "source:\n  table: app.users\n", nil, []problem{
+			{3, "database.schema", `"app" is the source table's schema`},
+		}},
+		{"side schema left to its default is the table's", head + "source:\n  table: walhook.users\n", nil, []problem{
+			{1, "database.schema", `"walhook" is the source table's schema`},
+		}},
+		{"side schema a system one", strings.Replace(head, "app\n", "app\n  schema: pg_catalog\n", 1), nil, []problem{
+			{3, "database.schema", `"pg_catalog" is a PostgreSQL system schema`},
+		}},
+		{"side schema information_schema", strings.Replace(head, "app\n", "app\n  schema: information_schema\n", 1), nil, []problem{
+			{3, "database.schema", `"information_schema" is a PostgreSQL system schema`},
+		}},
+		{"max_event_bytes too small", head + "source:\n  max_event_bytes: 100\n", nil, []problem{
+			{8, "source.max_event_bytes", "100 is out of range: use 1024 to 67108864"},
+		}},
+		{"max_event_bytes too large for jsonb", head + "source:\n  max_event_bytes: 300000000\n", nil, []problem{
+			{8, "source.max_event_bytes", "out of range"},
 		}},
 		{"event prefix", head + "source:\n  event_prefix: User\n", nil, []problem{
 			{8, "source.event_prefix", `"User" is not a valid event prefix`},
@@ -339,7 +360,7 @@ admin:
 		`walhook.yaml:2: database.url: environment variable DATABASE_URL is not set`,
 		`walhook.yaml:3: database.slott: unknown key (known: url, connect_timeout, slot, publication, schema)`,
 		`walhook.yaml:5: endpoints[0]: missing required key "url"`,
-		`walhook.yaml:6: endpoints[0].secrets[0]: not a whsec_ secret (generate one with "walhook secret")`,
+		`walhook.yaml:6: endpoints[0].secrets[0]: does not start with "whsec_" (want whsec_<base64>) (generate one with "walhook secret")`,
 		`walhook.yaml:8: delivery.backoff.initial: "5x" is not a duration (use e.g. 5s, 1m, 2h)`,
 		`walhook.yaml:10: admin.listen: "nowhere" is not host:port (use e.g. ":9187" or "127.0.0.1:9187")`,
 	}

@@ -1,13 +1,11 @@
-package config_test
+package cdc
 
 import (
 	"strings"
 	"testing"
-
-	"github.com/walhook/walhook/cmd/walhook/internal/config"
 )
 
-func TestRedactURL(t *testing.T) {
+func TestRedactConnString(t *testing.T) {
 	cases := []struct{ in, want string }{
 		{"postgres://walhook:s3cretpw@127.0.0.1:5432/app", "postgres://walhook:xxxxx@127.0.0.1:5432/app"},
 		{"postgresql://walhook:s3cretpw@127.0.0.1/app?sslmode=disable", "postgresql://walhook:xxxxx@127.0.0.1/app?sslmode=disable"},
@@ -27,13 +25,13 @@ func TestRedactURL(t *testing.T) {
 		{"", ""},
 	}
 	for _, tc := range cases {
-		got := config.RedactURL(tc.in)
+		got := RedactConnString(tc.in)
 		if got != tc.want {
-			t.Errorf("RedactURL(%q) = %q, want %q", tc.in, got, tc.want)
+			t.Errorf("RedactConnString(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 		for _, piece := range []string{"s3c", "retpw"} {
 			if strings.Contains(got, piece) {
-				t.Errorf("RedactURL(%q) = %q shows %q", tc.in, got, piece)
+				t.Errorf("RedactConnString(%q) = %q shows %q", tc.in, got, piece)
 			}
 		}
 	}

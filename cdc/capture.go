@@ -32,6 +32,8 @@ type Config struct {
 	// IgnoreUpdateColumns: an update that changes only these columns emits
 	// nothing (where the old row is known, REPLICA IDENTITY FULL).
 	IgnoreUpdateColumns []string
+	// Rules, if set, decides each event's type (SPEC §9); see Classifier.
+	Rules Classifier
 	// MaxBatchEvents bounds the events per Sink.Write. Default 2000.
 	MaxBatchEvents int
 	// MaxBatchBytes bounds the total Body bytes per Sink.Write (a single

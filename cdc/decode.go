@@ -38,6 +38,7 @@ type encoder struct {
 	buf      []byte
 	merged   []tupleValue
 	changed  []bool
+	rules    *ruleHook // nil without rules
 }
 
 const (
@@ -60,6 +61,12 @@ func newEncoder(prefix string) *encoder {
 // update, with the old row known, that changed no exported column or only
 // ignored ones.
 func (e *encoder) encode(rel *relation, ch *change, tx *txn) (Event, bool) {
+	// A matching rule sets the type, and an update that changed only
+	// excluded or ignored columns is an event when a rule asks for it.
+	ruleType, ruleJSON, ruled := e.rules.apply(rel, ch, tx)
+	if ruled && ruleType == "" {
+		return Event{}, false
+	}
 	var op int
 	var data, prev []tupleValue // prev is set only when "previous" is sent
 	keyOnly := false
@@ -71,7 +78,7 @@ func (e *encoder) encode(rel *relation, ch *change, tx *txn) (Event, bool) {
 		if ch.oldKind == 'O' && len(ch.old) == len(ch.new) {
 			var emit bool
 			data, emit = e.diff(rel, ch.old, ch.new)
-			if !emit {
+			if !emit && !(ruled && anyChange(ch.old, ch.new)) {
 				return Event{}, false
 			}
 			prev = ch.old
@@ -81,12 +88,16 @@ func (e *encoder) encode(rel *relation, ch *change, tx *txn) (Event, bool) {
 		keyOnly = ch.oldKind == 'K'
 	}
 	id := tx.idPrefix + strconv.Itoa(tx.index)
+	typ, typJSON := e.types[op], e.typeJSON[op]
+	if ruled {
+		typ, typJSON = ruleType, ruleJSON
+	}
 
 	b := e.buf[:0]
 	b = append(b, `{"id":"`...)
 	b = append(b, id...)
 	b = append(b, `","type":`...)
-	b = append(b, e.typeJSON[op]...)
+	b = append(b, typJSON...)
 	b = append(b, `,"timestamp":"`...)
 	b = append(b, tx.stamp...)
 	b = append(b, `","data":{`...)
@@ -116,7 +127,7 @@ func (e *encoder) encode(rel *relation, ch *change, tx *txn) (Event, bool) {
 		ID:          id,
 		CommitLSN:   tx.lsn,
 		Index:       tx.index,
-		Type:        e.types[op],
+		Type:        typ,
 		UserID:      userID(rel, data, ch.old),
 		CommittedAt: tx.committedAt,
 		Body:        append(make([]byte, 0, len(b)), b...),

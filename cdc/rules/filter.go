@@ -1,0 +1,135 @@
+package rules
+
+import (
+	"encoding/json"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/interpreter"
+
+	"github.com/walhook/walhook/cdc"
+)
+
+// Filter compiles an endpoint's filter, an expression over the event as
+// delivered: type, data and previous. The function it returns reports
+// whether the endpoint gets the event; it is safe for concurrent use. An
+// event the filter cannot be evaluated on is delivered, with a warning:
+// losing an event is worse than sending one too many.
+func (c *Compiler) Filter(endpoint string, e Expr) (func(cdc.Event) bool, error) {
+	tree, err := compile(c.filterEnv, e)
+	if err != nil {
+		c.explainExcluded(err)
+		return nil, err
+	}
+	prg, err := c.filterEnv.Program(tree, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, &Error{Expr: e, Msg: err.Error()}
+	}
+	f := &filter{c: c, endpoint: endpoint, key: e.Key, prg: prg}
+	return f.accept, nil
+}
+
+// explainExcluded adds why a filter cannot read an excluded column.
+func (c *Compiler) explainExcluded(err error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			c.explainExcluded(e)
+		}
+		return
+	}
+	e, ok := err.(*Error)
+	if !ok {
+		return
+	}
+	rest, ok := strings.CutPrefix(e.Msg, "undefined field '")
+	if !ok {
+		return
+	}
+	name, _, _ := strings.Cut(rest, "'")
+	if i, ok := c.s.index[name]; ok && !c.s.table.Columns[i].Exported {
+		e.Msg += " (the column is excluded by source.columns or source.exclude_columns: events do not carry it)"
+	}
+}
+
+type filter struct {
+	c        *Compiler
+	endpoint string
+	key      string
+	prg      cel.Program
+	warn     throttle
+}
+
+// body is the part of a webhook body a filter reads.
+type body struct {
+	Type     string                     `json:"type"`
+	Data     map[string]json.RawMessage `json:"data"`
+	Previous map[string]json.RawMessage `json:"previous"`
+}
+
+func (f *filter) accept(ev cdc.Event) bool {
+	var b body
+	if err := json.Unmarshal(ev.Body, &b); err != nil {
+		f.warnf(ev, err)
+		return true
+	}
+	s := f.c.s
+	act := &filterActivation{
+		typ:      types.String(b.Type),
+		data:     &row{src: &bodyRow{s: s, vals: b.Data}, typ: s.dataType, n: len(s.kinds)},
+		previous: &row{src: &bodyRow{s: s, vals: b.Previous}, typ: s.dataType, n: len(s.kinds)},
+	}
+	out, _, err := f.prg.Eval(act)
+	if err != nil {
+		f.warnf(ev, err)
+		return true
+	}
+	return out == types.True
+}
+
+func (f *filter) warnf(ev cdc.Event, err error) {
+	if ok, skipped := f.warn.allow(); ok {
+		f.c.log.Warn("endpoint filter could not be evaluated; the event is delivered", "endpoint", f.endpoint,
+			"filter", f.key, "event_id", ev.ID, "err", err, "warnings_suppressed", skipped)
+	}
+}
+
+type filterActivation struct {
+	typ            ref.Val
+	data, previous *row
+}
+
+// ResolveName implements interpreter.Activation.
+func (a *filterActivation) ResolveName(name string) (any, bool) {
+	switch name {
+	case "type":
+		return a.typ, true
+	case "data":
+		return a.data, true
+	case "previous":
+		return a.previous, true
+	}
+	return nil, false
+}
+
+// Parent implements interpreter.Activation.
+func (a *filterActivation) Parent() interpreter.Activation { return nil }
+
+// bodyRow reads data or previous from the body. A column the event does not
+// carry (previous: one that did not change; data: a key-only delete, a
+// value omitted for size) reads as null, and has() is false for it.
+type bodyRow struct {
+	s    *schema
+	vals map[string]json.RawMessage
+}
+
+func (r *bodyRow) field(col int) ref.Val {
+	raw, ok := r.vals[r.s.names[col]]
+	if !ok {
+		return nil
+	}
+	return r.s.kinds[col].fromJSON(raw)
+}
+
+func (r *bodyRow) missing(int) ref.Val { return types.NullValue }

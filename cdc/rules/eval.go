@@ -16,7 +16,8 @@ import (
 // added, dropped or reordered some since.
 func (rs *Rules) Bind(columns []string) cdc.Classify {
 	s := rs.c.s
-	b := &binding{rs: rs, pos: make([]int, len(s.kinds))}
+	n := len(s.kinds)
+	b := &binding{rs: rs, pos: make([]int, n), newVals: make([]ref.Val, n), oldVals: make([]ref.Val, n)}
 	for i := range b.pos {
 		b.pos[i] = -1
 	}
@@ -25,7 +26,6 @@ func (rs *Rules) Bind(columns []string) cdc.Classify {
 			b.pos[i] = p
 		}
 	}
-	n := len(s.kinds)
 	b.newRow = &row{src: &changeRow{b: b}, typ: s.rowType, n: n}
 	b.oldRow = &row{src: &changeRow{b: b, old: true}, typ: s.rowType, n: n}
 	b.changed = &row{src: &changedRow{b: b}, typ: s.changedType, n: n}
@@ -40,6 +40,9 @@ type binding struct {
 	rc                      *cdc.RowChange
 	op                      ref.Val
 	newRow, oldRow, changed *row
+	// newVals and oldVals hold the values converted for the change at
+	// hand, so that rules reading the same column convert it once.
+	newVals, oldVals []ref.Val
 }
 
 var opValues = map[cdc.Op]ref.Val{
@@ -54,6 +57,8 @@ var opValues = map[cdc.Op]ref.Val{
 func (b *binding) classify(rc *cdc.RowChange) (string, bool) {
 	op := rc.Op()
 	b.rc, b.op = rc, opValues[op]
+	clear(b.newVals)
+	clear(b.oldVals)
 	defer func() { b.rc = nil }()
 	for _, r := range b.rs.rules {
 		if r.On != op {
@@ -119,13 +124,14 @@ func (r *changeRow) field(col int) ref.Val {
 	if p < 0 || r.b.rc == nil {
 		return nil
 	}
-	var v cdc.Value
+	vals, v := r.b.newVals, r.b.rc.New
 	if r.old {
-		v = r.b.rc.Old(p)
-	} else {
-		v = r.b.rc.New(p)
+		vals, v = r.b.oldVals, r.b.rc.Old
 	}
-	return r.b.rs.c.s.kinds[col].fromText(v)
+	if vals[col] == nil {
+		vals[col] = r.b.rs.c.s.kinds[col].fromText(v(p))
+	}
+	return vals[col]
 }
 
 func (r *changeRow) missing(col int) ref.Val {

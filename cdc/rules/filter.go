@@ -1,7 +1,7 @@
 package rules
 
 import (
-	"encoding/json"
+	"errors"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -61,26 +61,39 @@ type filter struct {
 	warn     throttle
 }
 
-// body is the part of a webhook body a filter reads.
-type body struct {
-	Type     string                     `json:"type"`
-	Data     map[string]json.RawMessage `json:"data"`
-	Previous map[string]json.RawMessage `json:"previous"`
+// evaluation is one filter evaluation: the activation and the rows it
+// resolves, allocated together.
+type evaluation struct {
+	act            filterActivation
+	data, previous row
+	dataSrc, prSrc bodyRow
 }
 
 func (f *filter) accept(ev cdc.Event) bool {
-	var b body
-	if err := json.Unmarshal(ev.Body, &b); err != nil {
-		f.warnf(ev, err)
+	s := f.c.s
+	e := &evaluation{}
+	var typ []byte
+	ok := fields(ev.Body, func(k, v []byte) bool {
+		switch {
+		case keyIs(k, "type"):
+			typ = v
+		case keyIs(k, "data"):
+			e.dataSrc.obj = v
+		case keyIs(k, "previous"):
+			e.prSrc.obj = v
+		}
+		return true
+	})
+	t, tok := unquote(typ)
+	if !ok || !tok {
+		f.warnf(ev, errors.New("the body is not a webhook body"))
 		return true
 	}
-	s := f.c.s
-	act := &filterActivation{
-		typ:      types.String(b.Type),
-		data:     &row{src: &bodyRow{s: s, vals: b.Data}, typ: s.dataType, n: len(s.kinds)},
-		previous: &row{src: &bodyRow{s: s, vals: b.Previous}, typ: s.dataType, n: len(s.kinds)},
-	}
-	out, _, err := f.prg.Eval(act)
+	e.dataSrc.s, e.prSrc.s = s, s
+	e.data = row{src: &e.dataSrc, typ: s.dataType, n: len(s.kinds)}
+	e.previous = row{src: &e.prSrc, typ: s.dataType, n: len(s.kinds)}
+	e.act = filterActivation{typ: types.String(t), data: &e.data, previous: &e.previous}
+	out, _, err := f.prg.Eval(&e.act)
 	if err != nil {
 		f.warnf(ev, err)
 		return true
@@ -120,12 +133,12 @@ func (a *filterActivation) Parent() interpreter.Activation { return nil }
 // carry (previous: one that did not change; data: a key-only delete, a
 // value omitted for size) reads as null, and has() is false for it.
 type bodyRow struct {
-	s    *schema
-	vals map[string]json.RawMessage
+	s   *schema
+	obj []byte // the object; nil where the body has none
 }
 
 func (r *bodyRow) field(col int) ref.Val {
-	raw, ok := r.vals[r.s.names[col]]
+	raw, ok := field(r.obj, r.s.names[col])
 	if !ok {
 		return nil
 	}

@@ -118,8 +118,9 @@ func (k kind) fromJSON(raw []byte) ref.Val {
 	case kindBool:
 		return types.Bool(string(raw) == "true")
 	case kindTimestamp:
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		// to_jsonb's timestamps need no unescaping: "2026-11-26T20:31:33+00:00".
+		s, ok := strings.CutPrefix(string(raw), `"`)
+		if s, ok = strings.CutSuffix(s, `"`); !ok {
 			return types.NewErr("value is not a timestamp")
 		}
 		t, err := parseTimestamp(s)
@@ -134,10 +135,9 @@ func (k kind) fromJSON(raw []byte) ref.Val {
 		}
 		return types.DefaultTypeAdapter.NativeToValue(x)
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		// A string column's value rendered otherwise (a value omitted for
-		// size) is its JSON text.
+	s, ok := unquote(raw)
+	if !ok {
+		// A string column's value rendered otherwise is its JSON text.
 		return types.String(raw)
 	}
 	return types.String(s)

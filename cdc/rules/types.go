@@ -125,7 +125,7 @@ func (k kind) fromJSON(raw []byte) ref.Val {
 		}
 		t, err := parseTimestamp(s)
 		if err != nil {
-			return types.NewErr("value %q is not a timestamp CEL can hold", s)
+			return types.NewErr("value is not a timestamp CEL can hold (infinity, or a year outside 1-9999)")
 		}
 		return types.Timestamp{Time: t}
 	case kindDyn:

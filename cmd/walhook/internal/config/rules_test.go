@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -103,5 +104,36 @@ endpoints:
 		if !strings.HasPrefix(got[i], want[i]) {
 			t.Errorf("error %d:\n got %s\nwant %s...", i, got[i], want[i])
 		}
+	}
+}
+
+// The commented rules and filter of config.example.yaml load once
+// uncommented, with the types they name added to the endpoint's events.
+func TestExampleRulesParse(t *testing.T) {
+	data, err := os.ReadFile("../../../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	for _, prefix := range []string{"  # rules:", "  #   ", "    # filter:"} {
+		text = strings.ReplaceAll(text, prefix, strings.Replace(prefix, "# ", "", 1))
+	}
+	text = strings.Replace(text, "    events: [user.created, user.updated, user.deleted]\n", "", 1)
+	cfg, err := config.Parse("config.example.yaml", []byte(text), env(map[string]string{
+		"DATABASE_URL":       "postgres://walhook:pw@127.0.0.1:5432/app",
+		"CRM_WEBHOOK_SECRET": secret,
+	}))
+	if err != nil {
+		t.Fatalf("config.example.yaml with its examples uncommented: %v", err)
+	}
+	if n := len(cfg.Source.Rules); n != 5 {
+		t.Errorf("%d rules, want 5", n)
+	}
+	if f := cfg.Endpoints[0].Filter.Text; f != `data.plan != "free"` {
+		t.Errorf("filter %q", f)
+	}
+	want := []string{"user.created", "user.updated", "user.deleted", "user.restored", "user.email_changed", "user.password_changed"}
+	if got := cfg.Endpoints[0].Events; !reflect.DeepEqual(got, want) {
+		t.Errorf("events %v, want %v", got, want)
 	}
 }

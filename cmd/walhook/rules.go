@@ -62,3 +62,18 @@ func compileRules(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config, c
 	}
 	return classifier, errors.Join(errs...)
 }
+
+// captureConfig is the capture's part of the configuration, without rules.
+func captureConfig(cfg *config.Config, log *slog.Logger) cdc.Config {
+	return cdc.Config{
+		ConnString:          cfg.Database.URL,
+		Slot:                cfg.Database.Slot,
+		Publication:         cfg.Database.Publication,
+		Table:               cfg.Source.Table,
+		EventPrefix:         cfg.Source.EventPrefix,
+		Columns:             cfg.Source.Columns,
+		ExcludeColumns:      cfg.Source.ExcludeColumns,
+		IgnoreUpdateColumns: cfg.Source.IgnoreUpdateColumns,
+		Logger:              log,
+	}
+}

@@ -41,17 +41,7 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 		return nil, err
 	}
 	s := &Sidecar{cfg: cfg, log: log, pool: pool}
-	ccfg := cdc.Config{
-		ConnString:          cfg.Database.URL,
-		Slot:                cfg.Database.Slot,
-		Publication:         cfg.Database.Publication,
-		Table:               cfg.Source.Table,
-		EventPrefix:         cfg.Source.EventPrefix,
-		Columns:             cfg.Source.Columns,
-		ExcludeColumns:      cfg.Source.ExcludeColumns,
-		IgnoreUpdateColumns: cfg.Source.IgnoreUpdateColumns,
-		Logger:              log,
-	}
+	ccfg := captureConfig(cfg, log)
 	if ccfg.Rules, err = compileRules(ctx, pool, cfg, ccfg, endpoints, log); err != nil {
 		pool.Close()
 		return nil, err

@@ -114,6 +114,9 @@ func TestFilterRoutesWithPerUserOrder(t *testing.T) {
 			t.Fatalf("billing got an event of a free user: %s", r.Body)
 		}
 	}
+	if n := count(t, db, "SELECT count(*) FROM walhook.delivery_attempts WHERE endpoint = 'billing' AND error IS NOT NULL"); n == 0 {
+		t.Errorf("billing's receiver failed no attempt: the order was not put to the test")
+	}
 	for name, rcv := range map[string]*testenv.Receiver{"billing": billing, "crm": crm} {
 		assertEndpointOrder(t, db, name, rcv)
 	}

@@ -153,7 +153,7 @@ func Check(t *cdc.Table, rules []Rule, filters []Expr) error {
 }
 
 // Syntax parses e without a table: the check configuration loading can do
-// before walhook connects. The error is an *Error.
+// before walhook connects. The error joins *Error values.
 func Syntax(e Expr) error {
 	s := &schema{}
 	env, err := cel.NewEnv(cel.Macros(cel.GlobalMacro("changed", 1, s.changedMacro)))

@@ -1,6 +1,7 @@
 package cdc_test
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -109,5 +110,37 @@ func BenchmarkRules(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestRuleEvaluationError: a rule that fails on a change does not match,
+// the next rule decides, and the warning withholds the error's text when
+// the rule reads an excluded column.
+func TestRuleEvaluationError(t *testing.T) {
+	var logs strings.Builder
+	c, err := rules.NewCompiler(cdc.UsersTable(), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := c.Rules([]rules.Rule{
+		onUpdate("user.numeric_hash", `int(new.password_hash) > 3`),
+		onUpdate("user.numeric_name", `int(new.name) > 3`),
+		onUpdate("user.password_changed", `changed("password_hash")`),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := with(3, "hash-2")
+	row[2] = strs("Bea")[0]
+	ev, ok := cdc.EncodeUsersUpdate(rs, strs(userRow...), row)()
+	if !ok || ev.Type != "user.password_changed" {
+		t.Fatalf("event %v %s, want user.password_changed", ok, ev.Body)
+	}
+	out := logs.String()
+	if strings.Count(out, "rule could not be evaluated") != 2 || !strings.Contains(out, "withheld") {
+		t.Errorf("want two warnings, the first withheld:\n%s", out)
+	}
+	if strings.Contains(out, "hash-") {
+		t.Errorf("the warning shows the excluded value:\n%s", out)
 	}
 }

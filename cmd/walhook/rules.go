@@ -15,9 +15,10 @@ import (
 
 // compileRules checks the rules and endpoint filters against the source
 // table as the catalog describes it, before anything is created in the
-// database, and sets the Filter of each of eps (cfg.Endpoints, in order).
-// It returns the rules as capture's Classifier, nil without rules; without
-// rules and filters it does not query the database.
+// database, and sets the Filter of each of eps (cfg.Endpoints, in order;
+// nil for a check that only wants the errors). It returns the rules as
+// capture's Classifier, nil without rules; without rules and filters it
+// does not query the database.
 func compileRules(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config, ccfg cdc.Config, eps []dispatch.Endpoint, log *slog.Logger) (cdc.Classifier, error) {
 	filters := false
 	for _, e := range cfg.Endpoints {
@@ -58,7 +59,9 @@ func compileRules(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config, c
 			errs = append(errs, err)
 			continue
 		}
-		eps[i].Filter = f
+		if i < len(eps) {
+			eps[i].Filter = f
+		}
 	}
 	return classifier, errors.Join(errs...)
 }

@@ -215,6 +215,32 @@ func compile(env *cel.Env, e Expr) (*cel.Ast, error) {
 	return tree, nil
 }
 
+// explainFields rewrites the checker's "undefined field" in the terms of
+// the table: a column it lacks, or one a filter cannot read because events
+// do not carry it.
+func (c *Compiler) explainFields(err error) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			c.explainFields(e)
+		}
+		return
+	}
+	e, ok := err.(*Error)
+	if !ok {
+		return
+	}
+	rest, ok := strings.CutPrefix(e.Msg, "undefined field '")
+	if !ok {
+		return
+	}
+	name, _, _ := strings.Cut(rest, "'")
+	if i, ok := c.s.index[name]; ok && !c.s.table.Columns[i].Exported {
+		e.Msg = fmt.Sprintf("column %s is excluded by source.columns or source.exclude_columns: events do not carry it", columnName(name))
+	} else if !ok {
+		e.Msg = fmt.Sprintf("table %s has no column %s", c.s.table.Name, columnName(name))
+	}
+}
+
 // errorAt is a problem at the position of node id.
 func errorAt(tree *cel.Ast, e Expr, id int64, format string, args ...any) error {
 	loc := tree.NativeRep().SourceInfo().GetStartLocation(id)

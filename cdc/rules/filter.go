@@ -2,7 +2,6 @@ package rules
 
 import (
 	"errors"
-	"strings"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
@@ -20,7 +19,7 @@ import (
 func (c *Compiler) Filter(endpoint string, e Expr) (func(cdc.Event) bool, error) {
 	tree, err := compile(c.filterEnv, e)
 	if err != nil {
-		c.explainExcluded(err)
+		c.explainFields(err)
 		return nil, err
 	}
 	prg, err := c.filterEnv.Program(tree, cel.EvalOptions(cel.OptOptimize))
@@ -29,28 +28,6 @@ func (c *Compiler) Filter(endpoint string, e Expr) (func(cdc.Event) bool, error)
 	}
 	f := &filter{c: c, endpoint: endpoint, key: e.Key, prg: prg}
 	return f.accept, nil
-}
-
-// explainExcluded adds why a filter cannot read an excluded column.
-func (c *Compiler) explainExcluded(err error) {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			c.explainExcluded(e)
-		}
-		return
-	}
-	e, ok := err.(*Error)
-	if !ok {
-		return
-	}
-	rest, ok := strings.CutPrefix(e.Msg, "undefined field '")
-	if !ok {
-		return
-	}
-	name, _, _ := strings.Cut(rest, "'")
-	if i, ok := c.s.index[name]; ok && !c.s.table.Columns[i].Exported {
-		e.Msg += " (the column is excluded by source.columns or source.exclude_columns: events do not carry it)"
-	}
 }
 
 type filter struct {

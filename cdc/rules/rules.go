@@ -39,6 +39,7 @@ func (c *Compiler) Rules(rules []Rule) (*Rules, error) {
 		}
 		tree, err := compile(c.ruleEnv, r.When)
 		if err != nil {
+			c.explainFields(err)
 			errs = append(errs, err)
 			continue
 		}

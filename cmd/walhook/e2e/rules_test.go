@@ -29,7 +29,7 @@ func TestRuleErrorsTouchNothing(t *testing.T) {
 	}{
 		{"syntax error", rule(`new.email ==`), []string{"walhook.yaml:8: source.rules[0].when: column 13: Syntax error"}},
 		{"type error", rule(`new.email > 3`), []string{"walhook.yaml:8: source.rules[0].when: column 11: found no matching overload for '_>_' applied to '(string, int)'"}},
-		{"unknown column", rule(`new.emial == "x"`), []string{"walhook.yaml:8: source.rules[0].when: column 4: undefined field 'emial'"}},
+		{"unknown column", rule(`new.emial == "x"`), []string{"walhook.yaml:8: source.rules[0].when: column 4: table public.users has no column emial"}},
 		{"old values under DEFAULT", rule(`old.deleted_at == null && new.deleted_at != null`),
 			[]string{"walhook.yaml:8: source.rules[0].when: column 1: old.deleted_at needs old values", "ALTER TABLE public.users REPLICA IDENTITY FULL"}},
 	} {

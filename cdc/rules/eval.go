@@ -26,6 +26,10 @@ func (rs *Rules) Bind(columns []string) cdc.Classify {
 			b.pos[i] = p
 		}
 	}
+	b.ops = map[cdc.Op]ref.Val{}
+	for _, op := range []cdc.Op{cdc.OpInsert, cdc.OpUpdate, cdc.OpDelete} {
+		b.ops[op] = types.String(op.String())
+	}
 	b.newRow = &row{src: &changeRow{b: b}, typ: s.rowType, n: n}
 	b.oldRow = &row{src: &changeRow{b: b, old: true}, typ: s.rowType, n: n}
 	b.changed = &row{src: &changedRow{b: b}, typ: s.changedType, n: n}
@@ -39,16 +43,11 @@ type binding struct {
 	pos                     []int // column index -> position in the stream, -1 if gone
 	rc                      *cdc.RowChange
 	op                      ref.Val
+	ops                     map[cdc.Op]ref.Val // op's values, boxed once
 	newRow, oldRow, changed *row
 	// newVals and oldVals hold the values converted for the change at
 	// hand, so that rules reading the same column convert it once.
 	newVals, oldVals []ref.Val
-}
-
-var opValues = map[cdc.Op]ref.Val{
-	cdc.OpInsert: types.String("insert"),
-	cdc.OpUpdate: types.String("update"),
-	cdc.OpDelete: types.String("delete"),
 }
 
 // classify returns the first matching rule's type. A rule whose evaluation
@@ -56,7 +55,7 @@ var opValues = map[cdc.Op]ref.Val{
 // has) does not match, with a warning.
 func (b *binding) classify(rc *cdc.RowChange) (string, bool) {
 	op := rc.Op()
-	b.rc, b.op = rc, opValues[op]
+	b.rc, b.op = rc, b.ops[op]
 	clear(b.newVals)
 	clear(b.oldVals)
 	defer func() { b.rc = nil }()

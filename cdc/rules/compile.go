@@ -241,6 +241,27 @@ func (c *Compiler) explainFields(err error) {
 	}
 }
 
+// costLimit bounds one evaluation of an expression that loops (all,
+// exists, map, filter), in CEL's cost units of about one per operation, so
+// that one over a large json or array value cannot stall capture or
+// delivery: past it, the evaluation fails like any other. Expressions
+// without loops cost at most their size times their values' sizes and
+// skip the tracking, which doubles the cost of a typical rule.
+const costLimit = 100_000
+
+// program plans a checked expression for evaluation.
+func program(env *cel.Env, tree *cel.Ast) (cel.Program, error) {
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	loops := false
+	ast.PreOrderVisit(tree.NativeRep().Expr(), ast.NewExprVisitor(func(x ast.Expr) {
+		loops = loops || x.Kind() == ast.ComprehensionKind
+	}))
+	if loops {
+		opts = append(opts, cel.CostLimit(costLimit))
+	}
+	return env.Program(tree, opts...)
+}
+
 // errorAt is a problem at the position of node id.
 func errorAt(tree *cel.Ast, e Expr, id int64, format string, args ...any) error {
 	loc := tree.NativeRep().SourceInfo().GetStartLocation(id)

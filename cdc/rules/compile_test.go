@@ -3,6 +3,7 @@ package rules_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/cdc/rules"
@@ -122,4 +123,25 @@ func TestFilterEval(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", tc.body, got, tc.want)
 		}
 	}
+}
+
+// An expression that loops is stopped past its cost limit: the filter
+// delivers rather than stall. Evaluated in full (8 million steps) it would
+// reject the event, at its very last combination.
+func TestCostLimit(t *testing.T) {
+	c, err := rules.NewCompiler(usersTable(true), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.Filter("billing", when("endpoints[0].filter",
+		`data.tags.all(a, data.tags.all(b, data.tags.all(c, a + b + c != "uuu")))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := strings.Repeat(`"t",`, 200) + `"u"`
+	start := time.Now()
+	if !f(cdc.Event{ID: "0/1-0", Body: []byte(`{"type":"user.created","data":{"tags":[` + tags + `]}}`)}) {
+		t.Errorf("an evaluation past the cost limit must deliver")
+	}
+	t.Logf("evaluation stopped after %s", time.Since(start))
 }

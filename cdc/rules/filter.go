@@ -22,7 +22,7 @@ func (c *Compiler) Filter(endpoint string, e Expr) (func(cdc.Event) bool, error)
 		c.explainFields(err)
 		return nil, err
 	}
-	prg, err := c.filterEnv.Program(tree, cel.EvalOptions(cel.OptOptimize))
+	prg, err := program(c.filterEnv, tree)
 	if err != nil {
 		return nil, &Error{Expr: e, Msg: err.Error()}
 	}

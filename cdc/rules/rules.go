@@ -47,7 +47,7 @@ func (c *Compiler) Rules(rules []Rule) (*Rules, error) {
 			errs = append(errs, aerrs...)
 			continue
 		}
-		prg, err := c.ruleEnv.Program(tree, cel.EvalOptions(cel.OptOptimize))
+		prg, err := program(c.ruleEnv, tree)
 		if err != nil {
 			errs = append(errs, &Error{Expr: r.When, Msg: err.Error()})
 			continue

@@ -40,6 +40,7 @@ type encoder struct {
 	buf      []byte
 	merged   []tupleValue
 	changed  []bool
+	rules    *ruleHook // nil without rules
 
 	// maxBytes caps a body (Config.MaxEventBytes); 0 for no cap.
 	maxBytes int
@@ -71,6 +72,8 @@ type bodyParts struct {
 	rel     *relation
 	id      string
 	op      int
+	typ     string // Event.Type: the default for op, or a rule's
+	typJSON []byte // the same as a JSON string
 	tx      *txn
 	data    []tupleValue
 	prev    []tupleValue // nil unless "previous" is sent
@@ -88,6 +91,12 @@ func (bd *bodyParts) inData(i int) bool {
 // update, with the old row known, that changed no exported column or only
 // ignored ones.
 func (e *encoder) encode(rel *relation, ch *change, tx *txn) (Event, bool) {
+	// A matching rule sets the type, and an update that changed only
+	// excluded or ignored columns is an event when a rule asks for it.
+	ruleType, ruleJSON, ruled := e.rules.apply(rel, ch, tx)
+	if ruled && ruleType == "" {
+		return Event{}, false
+	}
 	bd := bodyParts{rel: rel, tx: tx}
 	switch ch.op {
 	case 'I':
@@ -97,7 +106,7 @@ func (e *encoder) encode(rel *relation, ch *change, tx *txn) (Event, bool) {
 		if ch.oldKind == 'O' && len(ch.old) == len(ch.new) {
 			var emit bool
 			bd.data, emit = e.diff(rel, ch.old, ch.new)
-			if !emit {
+			if !emit && !(ruled && anyChange(ch.old, ch.new)) {
 				return Event{}, false
 			}
 			bd.prev = ch.old
@@ -107,6 +116,10 @@ func (e *encoder) encode(rel *relation, ch *change, tx *txn) (Event, bool) {
 		bd.keyOnly = ch.oldKind == 'K'
 	}
 	bd.id = tx.idPrefix + strconv.Itoa(tx.index)
+	bd.typ, bd.typJSON = e.types[bd.op], e.typeJSON[bd.op]
+	if ruled {
+		bd.typ, bd.typJSON = ruleType, ruleJSON
+	}
 
 	b := e.build(&bd)
 	e.buf = b
@@ -114,7 +127,7 @@ func (e *encoder) encode(rel *relation, ch *change, tx *txn) (Event, bool) {
 		ID:          bd.id,
 		CommitLSN:   tx.lsn,
 		Index:       tx.index,
-		Type:        e.types[bd.op],
+		Type:        bd.typ,
 		UserID:      userID(rel, bd.data, ch.old),
 		CommittedAt: tx.committedAt,
 		Body:        append(make([]byte, 0, len(b)), b...),
@@ -135,7 +148,7 @@ func (e *encoder) build(bd *bodyParts) []byte {
 	if e.maxBytes <= 0 {
 		return e.write(bd)
 	}
-	total := 128 + len(bd.id) + len(bd.tx.stamp) + len(e.typeJSON[bd.op])
+	total := 128 + len(bd.id) + len(bd.tx.stamp) + len(bd.typJSON)
 	for i := range bd.rel.cols {
 		if bd.inData(i) {
 			e.sizes[i] += estimate(&bd.rel.cols[i], bd.data[i])
@@ -203,7 +216,7 @@ func (e *encoder) write(bd *bodyParts) []byte {
 	b = append(b, `{"id":"`...)
 	b = append(b, bd.id...)
 	b = append(b, `","type":`...)
-	b = append(b, e.typeJSON[bd.op]...)
+	b = append(b, bd.typJSON...)
 	b = append(b, `,"timestamp":"`...)
 	b = append(b, bd.tx.stamp...)
 	b = append(b, `","data":{`...)

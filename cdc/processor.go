@@ -40,12 +40,14 @@ type processor struct {
 }
 
 func newProcessor(s *session) *processor {
-	return &processor{
+	p := &processor{
 		s:              s,
 		c:              s.c,
 		enc:            newEncoder(s.c.cfg.EventPrefix, s.c.cfg.MaxEventBytes, s.c.log),
 		otherRelations: make(map[uint32]bool),
 	}
+	p.enc.rules = newRuleHook(s.c.cfg.Rules)
+	return p
 }
 
 // run processes messages until the session ends. sctx ends with the session

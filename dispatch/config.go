@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/dispatch/signature"
 )
 
@@ -24,6 +25,10 @@ type Endpoint struct {
 	Backoff     Backoff
 	Headers     map[string]string
 	TLSConfig   *tls.Config // nil: system roots
+	// Filter selects the events of a subscribed type the endpoint gets
+	// (SPEC §9); nil selects them all. A rejected event gets no delivery
+	// row for this endpoint.
+	Filter func(cdc.Event) bool
 }
 
 func (e *Endpoint) subscribes(eventType string) bool {

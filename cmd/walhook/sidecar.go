@@ -38,6 +38,11 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 		return nil, err
 	}
 	s := &Sidecar{cfg: cfg, log: log, pool: pool}
+	ccfg := captureConfig(cfg, log)
+	if ccfg.Rules, err = compileRules(ctx, pool, cfg, ccfg, endpoints, log); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	if err := dispatch.Migrate(ctx, pool, cfg.Database.Schema); err != nil {
 		pool.Close()
 		return nil, err
@@ -54,18 +59,7 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 		pool.Close()
 		return nil, err
 	}
-	s.capture, err = cdc.New(cdc.Config{
-		ConnString:          cfg.Database.URL,
-		Slot:                cfg.Database.Slot,
-		Publication:         cfg.Database.Publication,
-		Table:               cfg.Source.Table,
-		EventPrefix:         cfg.Source.EventPrefix,
-		Columns:             cfg.Source.Columns,
-		ExcludeColumns:      cfg.Source.ExcludeColumns,
-		IgnoreUpdateColumns: cfg.Source.IgnoreUpdateColumns,
-		MaxEventBytes:       cfg.Source.MaxEventBytes,
-		Logger:              log,
-	}, s.dispatcher)
+	s.capture, err = cdc.New(ccfg, s.dispatcher)
 	if err != nil {
 		pool.Close()
 		return nil, err

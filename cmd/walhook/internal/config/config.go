@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/walhook/walhook/cdc/rules"
 )
 
 // Config is a loaded, validated configuration. Every default is filled in and
@@ -60,6 +62,9 @@ type Source struct {
 	// MaxEventBytes caps an event's body: over it, the largest values are
 	// left out and listed in "omitted", so that no row can stall capture.
 	MaxEventBytes int
+	// Rules decide event types (SPEC §9), first match first; their
+	// expressions are parsed but not yet checked against the table.
+	Rules []rules.Rule
 }
 
 // Backoff bounds the delay before a retry: it starts at Initial and grows
@@ -107,6 +112,9 @@ type Endpoint struct {
 	// to exist and hold certificates at load; a relative path is resolved
 	// against the configuration file's directory. Empty for none.
 	CAFile string
+	// Filter is the CEL expression that selects the events the endpoint
+	// gets (SPEC §9); an empty Text selects all.
+	Filter rules.Expr
 }
 
 // Admin configures the admin HTTP server.
@@ -172,9 +180,16 @@ func Parse(name string, data []byte, lookupEnv func(string) (string, bool)) (*Co
 	return cfg, nil
 }
 
-// EventTypes returns the three event types, with the configured prefix.
+// EventTypes returns every type walhook emits: the three of the default
+// mapping, with the configured prefix, then those the rules name.
 func (c *Config) EventTypes() []string {
-	return eventTypes(c.Source.EventPrefix)
+	all := eventTypes(c.Source.EventPrefix)
+	for _, t := range ruleTypes(c.Source.Rules) {
+		if !contains(all, t) {
+			all = append(all, t)
+		}
+	}
+	return all
 }
 
 func eventTypes(prefix string) []string {

@@ -43,7 +43,7 @@ func (w *walker) config(root *yaml.Node, file string) *Config {
 		schemaLine = w.database(f, &cfg.Database)
 	}
 	if f, ok := b.get("source"); ok {
-		w.source(f, &cfg.Source)
+		w.source(f, &cfg.Source, file)
 	}
 	// The side schema must not be the source table's own, whatever the
 	// order of the sections.
@@ -58,7 +58,7 @@ func (w *walker) config(root *yaml.Node, file string) *Config {
 		w.admin(f, &cfg.Admin)
 	}
 	if f, ok := w.required(b, "endpoints"); ok {
-		cfg.Endpoints = w.endpoints(f, cfg, filepath.Dir(file))
+		cfg.Endpoints = w.endpoints(f, cfg, file)
 	}
 	return cfg
 }
@@ -88,8 +88,8 @@ func (w *walker) database(f field, d *Database) int {
 	return f.line
 }
 
-func (w *walker) source(f field, s *Source) {
-	b, ok := w.block(f.val, "source", f.line, []string{"table", "event_prefix", "columns", "exclude_columns", "ignore_update_columns", "max_event_bytes"})
+func (w *walker) source(f field, s *Source, file string) {
+	b, ok := w.block(f.val, "source", f.line, []string{"table", "event_prefix", "columns", "exclude_columns", "ignore_update_columns", "max_event_bytes", "rules"})
 	if !ok {
 		return
 	}
@@ -107,6 +107,9 @@ func (w *walker) source(f field, s *Source) {
 	s.ExcludeColumns = w.columns(b, "exclude_columns")
 	s.IgnoreUpdateColumns = w.columns(b, "ignore_update_columns")
 	w.integer(b, "max_event_bytes", 1024, maxMaxEventBytes, &s.MaxEventBytes)
+	if f, ok := b.get("rules"); ok {
+		s.Rules = w.rules(f, file)
+	}
 	if s.Columns != nil && s.ExcludeColumns != nil {
 		w.probs.add(b.fields["exclude_columns"].line, "source.exclude_columns",
 			"cannot be used with source.columns (line %d): list the columns to send, or the ones to hold back, not both", b.fields["columns"].line)
@@ -199,7 +202,7 @@ func (w *walker) name(b *block, key string, re interface{ MatchString(string) bo
 	*dst = s
 }
 
-func (w *walker) endpoints(f field, cfg *Config, dir string) []Endpoint {
+func (w *walker) endpoints(f field, cfg *Config, file string) []Endpoint {
 	seq := deref(f.val)
 	if seq.Kind != yaml.SequenceNode {
 		w.probs.add(f.val.Line, "endpoints", "must be a list of endpoints (each item starting with \"- name: ...\"), not %s", kindName(f.val))
@@ -213,7 +216,7 @@ func (w *walker) endpoints(f field, cfg *Config, dir string) []Endpoint {
 	names := map[string]string{} // name -> path of the endpoint that has it
 	for i, n := range seq.Content {
 		path := "endpoints[" + strconv.Itoa(i) + "]"
-		ep, ok := w.endpoint(n, path, cfg, dir)
+		ep, ok := w.endpoint(n, path, cfg, file)
 		if !ok {
 			continue
 		}
@@ -230,13 +233,13 @@ func (w *walker) endpoints(f field, cfg *Config, dir string) []Endpoint {
 
 // endpoint reads one endpoint and resolves its delivery settings against
 // cfg.Delivery, so that callers only ever read the Endpoint.
-func (w *walker) endpoint(n *yaml.Node, path string, cfg *Config, dir string) (Endpoint, bool) {
+func (w *walker) endpoint(n *yaml.Node, path string, cfg *Config, file string) (Endpoint, bool) {
 	line := deref(n).Line
 	if isNull(n) {
 		w.probs.add(n.Line, path, "empty endpoint; it needs at least name, url and secrets")
 		return Endpoint{}, false
 	}
-	b, ok := w.block(n, path, line, []string{"name", "url", "secrets", "events", "timeout", "max_attempts", "max_age", "backoff", "headers", "ca_file"})
+	b, ok := w.block(n, path, line, []string{"name", "url", "secrets", "events", "timeout", "max_attempts", "max_age", "backoff", "headers", "ca_file", "filter"})
 	if !ok {
 		return Endpoint{}, false
 	}
@@ -261,14 +264,17 @@ func (w *walker) endpoint(n *yaml.Node, path string, cfg *Config, dir string) (E
 	if f, ok := w.required(b, "secrets"); ok {
 		ep.Secrets = w.secrets(f, path+".secrets")
 	}
-	ep.Events = w.events(b, path+".events", cfg.Source.EventPrefix)
+	ep.Events = w.events(b, path+".events", cfg.EventTypes())
+	if f, ok := b.get("filter"); ok {
+		ep.Filter = w.expr(f, path+".filter", file)
+	}
 	if f, ok := b.get("headers"); ok {
 		ep.Headers = w.headers(f, path+".headers")
 	}
 	if f, ok := b.get("ca_file"); ok {
 		if s, ok := w.scalar(f.val, path+".ca_file"); ok {
 			if s != "" && !filepath.IsAbs(s) {
-				s = filepath.Join(dir, s)
+				s = filepath.Join(filepath.Dir(file), s)
 			}
 			if msg := checkCAFile(s); msg != "" {
 				w.probs.add(f.val.Line, path+".ca_file", "%s", msg)
@@ -348,16 +354,16 @@ func (w *walker) secrets(f field, path string) []string {
 	return secrets
 }
 
-// events reads an endpoint's subscriptions, by default all three types.
-func (w *walker) events(b *block, path, prefix string) []string {
-	all := eventTypes(prefix)
+// events reads an endpoint's subscriptions, by default every type walhook
+// emits (all).
+func (w *walker) events(b *block, path string, all []string) []string {
 	f, ok := b.get("events")
 	if !ok {
 		return all
 	}
 	items, _ := w.list(f, path)
 	if emptyList(f) {
-		w.probs.add(f.val.Line, path, "is an empty list; leave events out to get all three types")
+		w.probs.add(f.val.Line, path, "is an empty list; leave events out to get every type")
 		return nil
 	}
 	var events []string

@@ -46,6 +46,8 @@ type Config struct {
 	PollInterval time.Duration
 	UserAgent    string
 	Logger       *slog.Logger
+	// Observer is told of stored events and attempts; nil: nobody.
+	Observer Observer
 }
 
 func (c *Config) validate() error {
@@ -72,6 +74,9 @@ func (c *Config) validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 	return nil
 }

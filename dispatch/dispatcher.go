@@ -63,7 +63,10 @@ type job struct {
 	attempts int // attempts made before this one
 	base     int // attempts at the last replay
 	queuedAt time.Time
-	body     []byte
+	// committedAt is the event's commit time, for the commit-to-delivery
+	// latency the Observer gets.
+	committedAt time.Time
+	body        []byte
 }
 
 // Stats counts what a Dispatcher did since it started; safe for concurrent reads.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/cmd/walhook/internal/config"
+	"github.com/walhook/walhook/cmd/walhook/internal/metrics"
 	"github.com/walhook/walhook/dispatch"
 	"github.com/walhook/walhook/dispatch/signature"
 )
@@ -26,6 +27,12 @@ type Sidecar struct {
 	pool       *pgxpool.Pool
 	capture    *cdc.Capture
 	dispatcher *dispatch.Dispatcher
+	metrics    *metrics.Metrics
+
+	// adminPool serves /readyz and /metrics, apart from delivery's pool;
+	// nil without admin.listen.
+	adminPool   *pgxpool.Pool
+	adminLimits adminLimits
 }
 
 // OpenSidecar checks what can be checked without the database, connects
@@ -40,7 +47,11 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 	if err != nil {
 		return nil, err
 	}
-	s := &Sidecar{cfg: cfg, log: log, pool: pool}
+	names := make([]string, len(endpoints))
+	for i, e := range endpoints {
+		names[i] = e.Name
+	}
+	s := &Sidecar{cfg: cfg, log: log, pool: pool, metrics: metrics.New(version, names), adminLimits: defaultAdminLimits()}
 	if err := dispatch.Migrate(ctx, pool, cfg.Database.Schema); err != nil {
 		pool.Close()
 		return nil, err
@@ -52,6 +63,7 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 		Retention:   cfg.Delivery.Retention,
 		UserAgent:   "walhook/" + version,
 		Logger:      log,
+		Observer:    s.metrics,
 	})
 	if err != nil {
 		pool.Close()
@@ -75,6 +87,13 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 	if err := s.capture.Setup(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	if cfg.Admin.Listen != "" {
+		if s.adminPool, err = openAdminPool(cfg); err != nil {
+			pool.Close()
+			return nil, err
+		}
+		s.watchState(names)
 	}
 	return s, nil
 }
@@ -172,7 +191,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { s.monitorLag(ctx) })
 	if s.cfg.Admin.Listen != "" {
-		admin, err := startAdmin(s.cfg.Admin.Listen, s)
+		admin, err := s.startAdmin()
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -186,8 +205,13 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	return captureErr
 }
 
-// Close releases the database pool.
-func (s *Sidecar) Close() { s.pool.Close() }
+// Close releases the database pools.
+func (s *Sidecar) Close() {
+	if s.adminPool != nil {
+		s.adminPool.Close()
+	}
+	s.pool.Close()
+}
 
 // SlotLag returns how many bytes of WAL the slot holds back.
 func (s *Sidecar) SlotLag(ctx context.Context) (int64, error) {

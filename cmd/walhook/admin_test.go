@@ -28,7 +28,7 @@ func TestAdminServer(t *testing.T) {
 	c := testenv.NewCluster(t, testenv.Options{})
 	db := testenv.NewDBOn(t, c)
 	db.CreateUsersTable(t)
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	yaml := fmt.Sprintf(`database:
   url: %q
 source:
@@ -137,15 +137,4 @@ func exhaust(t *testing.T, ctx context.Context, pool *pgxpool.Pool) []*pgxpool.C
 		held = append(held, c)
 	}
 	return held
-}
-
-// freeAddr returns a 127.0.0.1 address with a port nobody listens on.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -136,12 +135,7 @@ func checkDocumented(t *testing.T, families map[string]*dto.MetricFamily, docs m
 // happened, and the series move as events are captured, delivered, retried
 // and given up.
 func TestAdminEndpoints(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testenv.FreeAddr(t)
 	// crm refuses each event's first attempt; dead refuses all, and gives
 	// up after one attempt.
 	rcv := testenv.StartReceiver(t, func(r testenv.Request) (int, http.Header, []byte) {

@@ -82,6 +82,34 @@ admin:
 		}
 	})
 
+	t.Run("NotReadyWhenDatabaseDoesNotAnswer", func(t *testing.T) {
+		// With the admin pool's connections taken, the database does not
+		// answer the admin server within its deadline.
+		held := exhaust(t, ctx, s.adminPool)
+		defer func() {
+			for _, c := range held {
+				c.Release()
+			}
+		}()
+		resp, err := client.Get("http://" + addr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("GET /readyz while the database does not answer: %d, want 503", resp.StatusCode)
+		}
+		resp, err = client.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `walhook_database_query_up{query="delivery_status"} 0`) {
+			t.Fatalf("GET /metrics while the database does not answer: %d, want 200 saying the query is down:\n%s", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("IdleConnectionClosed", func(t *testing.T) {
 		conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
 		if err != nil {

@@ -225,6 +225,37 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Error("walhook_confirmed_lsn is 0 after deliveries")
 	}
 	checkAlertRules(t, after, docs)
+
+	// A second process on the same configuration waits for the slot: a
+	// standby, which its capture role says.
+	text, err := readFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	standbyAddr := testenv.FreeAddr(t)
+	standbyCfg := cfg + ".standby"
+	writeFile(t, standbyCfg, strings.Replace(text, addr, standbyAddr, 1))
+	standby := start(t, "run", "-config", standbyCfg)
+	eventually(t, 60*time.Second, "the standby's admin server answers", func() (bool, string) {
+		resp, err := http.Get("http://" + standbyAddr + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+	eventually(t, 60*time.Second, "the second process waits for the slot", func() (bool, string) {
+		return strings.Contains(standby.out.String(), "active in another process"), "no standby message yet"
+	})
+	s := scrape(t, standbyAddr)
+	checkDocumented(t, s, docs)
+	if v, ok := value(s, "walhook_capture_holder"); !ok || v != 0 {
+		t.Errorf("standby: walhook_capture_holder = %v (present %v), want 0", v, ok)
+	}
+	if v, ok := value(after, "walhook_capture_holder"); !ok || v != 1 {
+		t.Errorf("capturing process: walhook_capture_holder = %v, want 1", v)
+	}
+	standby.stop(t)
 	p.stop(t)
 }
 
@@ -233,8 +264,9 @@ var metricName = regexp.MustCompile(`\b(?:walhook|go|process)_[a-z0-9_]+\b`)
 
 // checkAlertRules reads deploy/prometheus/alerts.yaml and checks that each
 // rule is complete and that its expression names only series that are
-// documented and on /metrics. With promtool on PATH, it checks the file
-// with it too.
+// documented and on /metrics. With promtool on PATH, it also checks the
+// rules' PromQL and runs their unit tests (alerts_test.yaml), which show
+// that each alert fires on the series it is meant for.
 func checkAlertRules(t *testing.T, families map[string]*dto.MetricFamily, docs map[string]documented) {
 	t.Helper()
 	const path = "../../../deploy/prometheus/alerts.yaml"
@@ -266,13 +298,17 @@ func checkAlertRules(t *testing.T, families map[string]*dto.MetricFamily, docs m
 			}
 		}
 	}
-	if promtool, err := exec.LookPath("promtool"); err == nil {
-		out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput()
-		if err != nil {
-			t.Errorf("promtool check rules: %v\n%s", err, out)
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Log("promtool is not on PATH: the rules' PromQL and deploy/prometheus/alerts_test.yaml were not run")
+		return
+	}
+	for _, args := range [][]string{{"check", "rules", "alerts.yaml"}, {"test", "rules", "alerts_test.yaml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = "../../../deploy/prometheus"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
-	} else {
-		t.Log("promtool is not installed: the rules' PromQL syntax was not checked")
 	}
 }
 

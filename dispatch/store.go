@@ -81,7 +81,6 @@ func (d *Dispatcher) Write(ctx context.Context, events []cdc.Event) error {
 		d.inFlight.Add(-reserved)
 		return fmt.Errorf("store %d events (%s..%s): %w", len(events), r.ids[0], r.ids[len(r.ids)-1], err)
 	}
-	d.stats.Stored.Add(int64(len(events)))
 	d.cfg.Observer.Stored(int(stored))
 	d.inFlight.Add(int64(len(claimed)) - reserved)
 	d.hand(claimed)

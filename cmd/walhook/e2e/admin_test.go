@@ -73,13 +73,16 @@ func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
 	return families
 }
 
-// value returns the value of the sample of family name whose labels
-// include want, and whether there is one; for a histogram, its count.
+// value sums the samples of family name whose labels include want (name,
+// value pairs), counting a histogram's observations, and says whether
+// there was any.
 func value(families map[string]*dto.MetricFamily, name string, want ...string) (float64, bool) {
 	f := families[name]
 	if f == nil {
 		return 0, false
 	}
+	var sum float64
+	found := false
 next:
 	for _, m := range f.GetMetric() {
 		got := map[string]string{}
@@ -93,14 +96,17 @@ next:
 		}
 		switch {
 		case m.Counter != nil:
-			return m.Counter.GetValue(), true
+			sum += m.Counter.GetValue()
 		case m.Gauge != nil:
-			return m.Gauge.GetValue(), true
+			sum += m.Gauge.GetValue()
 		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount()), true
+			sum += float64(m.Histogram.GetSampleCount())
+		default:
+			continue
 		}
+		found = true
 	}
-	return 0, false
+	return sum, found
 }
 
 // checkDocumented fails for each documented series missing from families,

@@ -18,7 +18,7 @@ import (
 	"github.com/walhook/walhook/dispatch/signature"
 )
 
-const listenUsage = `Usage: walhook listen [-addr HOST:PORT] -secret whsec_... [-json] [-fail-rate R] [-forward URL]
+const listenUsage = `Usage: walhook listen [-addr HOST:PORT] -secret whsec_... [-key COLUMN] [-json] [-fail-rate R] [-forward URL]
 
 A webhook receiver for development: verifies each request's signature, prints
 one line per request (time, type, id, user, attempt, verdict) and answers 200,
@@ -60,6 +60,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	failRate := fs.Float64("fail-rate", 0, "share (0 to 1) of verified requests answered 503, to make walhook retry")
 	forward := fs.String("forward", "", "pass verified requests on to this `url` and answer with its status")
 	forwardTimeout := fs.Duration("forward-timeout", 10*time.Second, "how long to wait for the -forward target")
+	key := fs.String("key", "id", "`column` of data printed as the user: the table's primary key")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), listenUsage)
 		fs.PrintDefaults()
@@ -87,6 +88,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		verifier: &signature.Verifier{Secrets: secrets},
 		out:      &lockedWriter{w: stdout},
 		json:     *jsonLines,
+		key:      *key,
 		failRate: *failRate,
 		forward:  *forward,
 		client: &http.Client{
@@ -129,6 +131,7 @@ type listener struct {
 	verifier *signature.Verifier
 	out      io.Writer
 	json     bool
+	key      string // the column of data that names the user
 	failRate float64
 	forward  string
 	client   *http.Client
@@ -178,7 +181,7 @@ func (l *listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if json.Unmarshal(body, &ev) == nil {
 		rec.Type = ev.Type
-		rec.User = strings.Trim(string(ev.Data["id"]), `"`)
+		rec.User = strings.Trim(string(ev.Data[l.key]), `"`)
 	}
 	rec.Attempt = l.attempt(rec.ID)
 

@@ -113,7 +113,7 @@ func TestListenVerifiesAndPrints(t *testing.T) {
 }
 
 func TestListenFailRateAndJSON(t *testing.T) {
-	addr, out := startListen(t, "-fail-rate", "1", "-json")
+	addr, out := startListen(t, "-fail-rate", "1", "-json", "-key", "email")
 	if code, _ := post(t, addr, listenSecret, "0/16B3748-0", []byte(listenBody)); code != http.StatusServiceUnavailable {
 		t.Fatalf("with -fail-rate 1: %d, want 503", code)
 	}
@@ -124,7 +124,7 @@ func TestListenFailRateAndJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.TrimSpace(out.String())), &rec); err != nil {
 		t.Fatalf("-json output %q: %v", out, err)
 	}
-	if rec.Type != "user.created" || rec.ID != "0/16B3748-0" || rec.User != "42" || rec.Verdict != "verified" || rec.Attempt != 1 || rec.Status != 503 {
+	if rec.Type != "user.created" || rec.ID != "0/16B3748-0" || rec.User != "ada@example.com" || rec.Verdict != "verified" || rec.Attempt != 1 || rec.Status != 503 {
 		t.Errorf("-json line: %+v", rec)
 	}
 }

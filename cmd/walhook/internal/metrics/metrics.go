@@ -38,6 +38,15 @@ type Metrics struct {
 	attempts *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	latency  *prometheus.HistogramVec
+	// byEndpoint holds each configured endpoint's series, looked up once:
+	// the Observer methods run for every attempt. Read-only after New.
+	byEndpoint map[string]*endpointSeries
+}
+
+// endpointSeries are one endpoint's series.
+type endpointSeries struct {
+	attempts          map[string]prometheus.Counter // by outcome
+	duration, latency prometheus.Observer
 }
 
 // New returns the metrics of a walhook with these endpoints. Every
@@ -65,12 +74,9 @@ func New(version string, endpoints []string) *Metrics {
 			Buckets: latencyBuckets,
 		}, []string{"endpoint"}),
 	}
+	m.byEndpoint = make(map[string]*endpointSeries, len(endpoints))
 	for _, e := range endpoints {
-		for _, o := range []string{OutcomeDelivered, OutcomeRetry, OutcomeFailed} {
-			m.attempts.WithLabelValues(e, o)
-		}
-		m.duration.WithLabelValues(e)
-		m.latency.WithLabelValues(e)
+		m.byEndpoint[e] = m.series(e)
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "walhook_build_info",
@@ -84,18 +90,45 @@ func New(version string, endpoints []string) *Metrics {
 	return m
 }
 
+// series creates (at zero) and returns the series of one endpoint.
+func (m *Metrics) series(endpoint string) *endpointSeries {
+	s := &endpointSeries{
+		attempts: map[string]prometheus.Counter{},
+		duration: m.duration.WithLabelValues(endpoint),
+		latency:  m.latency.WithLabelValues(endpoint),
+	}
+	for _, o := range []string{OutcomeDelivered, OutcomeRetry, OutcomeFailed} {
+		s.attempts[o] = m.attempts.WithLabelValues(endpoint, o)
+	}
+	return s
+}
+
+// endpoint returns the series of a configured endpoint, or builds them for
+// one that is not (they are then looked up by label on every call).
+func (m *Metrics) endpoint(name string) *endpointSeries {
+	if s, ok := m.byEndpoint[name]; ok {
+		return s
+	}
+	return m.series(name)
+}
+
 // Stored counts events written to the side schema.
 func (m *Metrics) Stored(events int) { m.stored.Add(float64(events)) }
 
 // Attempted counts one HTTP attempt and observes its duration.
 func (m *Metrics) Attempted(endpoint, outcome string, took time.Duration) {
-	m.attempts.WithLabelValues(endpoint, outcome).Inc()
-	m.duration.WithLabelValues(endpoint).Observe(took.Seconds())
+	s := m.endpoint(endpoint)
+	c, ok := s.attempts[outcome]
+	if !ok {
+		c = m.attempts.WithLabelValues(endpoint, outcome)
+	}
+	c.Inc()
+	s.duration.Observe(took.Seconds())
 }
 
 // Delivered observes the commit-to-acknowledgement latency of a delivery.
 func (m *Metrics) Delivered(endpoint string, sinceCommit time.Duration) {
-	m.latency.WithLabelValues(endpoint).Observe(sinceCommit.Seconds())
+	m.endpoint(endpoint).latency.Observe(sinceCommit.Seconds())
 }
 
 // Watch adds the series read at scrape time from s. Call it once.

@@ -77,6 +77,8 @@ type Capture struct {
 
 	// confirmed is the last position sent to the server as flushed.
 	confirmed atomic.Uint64
+	// holding is true while a session streams from the slot; see Holding.
+	holding atomic.Bool
 
 	// The fields below are only touched by the processor of the running
 	// session (sessions run one at a time).

@@ -123,6 +123,8 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 	s.streaming, s.startedAt = true, time.Now()
+	c.holding.Store(true)
+	defer c.holding.Store(false)
 	// Read the position only now that the slot is ours: a process that held
 	// it until a moment ago may have confirmed more meanwhile, and the
 	// server keeps whatever we confirm, even a step back.

@@ -88,18 +88,19 @@ func (d *Dispatcher) attempt(ctx context.Context, j job) outcome {
 	}
 	o.duration = time.Since(o.attemptedAt)
 
-	d.stats.Attempts.Add(1)
 	n := j.attempts + 1
 	switch {
 	case o.err == "":
 		o.status = "delivered"
-		d.stats.Delivered.Add(1)
+		d.cfg.Observer.Attempted(ep.Name, "delivered", o.duration)
+		d.cfg.Observer.Delivered(ep.Name, time.Since(j.committedAt))
 	case n-j.base >= ep.MaxAttempts || time.Since(j.queuedAt) >= ep.MaxAge:
 		o.status = "failed"
-		d.stats.Failed.Add(1)
+		d.cfg.Observer.Attempted(ep.Name, "failed", o.duration)
 	default:
 		o.status = "pending"
 		o.next = nextAttempt(time.Now(), n-j.base, retryAfter, ep.Backoff, rand.Float64())
+		d.cfg.Observer.Attempted(ep.Name, "retry", o.duration)
 	}
 	return o
 }

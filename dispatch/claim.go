@@ -95,7 +95,7 @@ func (d *Dispatcher) claimRows(ctx context.Context, want int64) (jobs []job, str
 		var name string
 		var attempts, base int32
 		var body *string
-		if err := rows.Scan(&j.eventID, &name, &j.userID, &attempts, &base, &j.queuedAt, &body); err != nil {
+		if err := rows.Scan(&j.eventID, &name, &j.userID, &attempts, &base, &j.queuedAt, &body, &j.committedAt); err != nil {
 			return nil, nil, err
 		}
 		j.ep, j.attempts, j.base = d.endpoints[name], int(attempts), int(base)

@@ -51,6 +51,8 @@ type Config struct {
 	PollInterval time.Duration
 	UserAgent    string
 	Logger       *slog.Logger
+	// Observer is told of stored events and attempts; nil: nobody.
+	Observer Observer
 }
 
 func (c *Config) validate() error {
@@ -77,6 +79,9 @@ func (c *Config) validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 	return nil
 }

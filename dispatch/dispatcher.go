@@ -45,8 +45,6 @@ type Dispatcher struct {
 	// only while Run is running.
 	stopMu    sync.RWMutex
 	accepting bool
-
-	stats Stats
 }
 
 // endpoint is an Endpoint with its HTTP client.
@@ -63,15 +61,10 @@ type job struct {
 	attempts int // attempts made before this one
 	base     int // attempts at the last replay
 	queuedAt time.Time
-	body     []byte
-}
-
-// Stats counts what a Dispatcher did since it started; safe for concurrent reads.
-type Stats struct {
-	Stored    atomic.Int64 // events written (new or replayed)
-	Attempts  atomic.Int64
-	Delivered atomic.Int64
-	Failed    atomic.Int64 // deliveries that ran out of attempts or age
+	// committedAt is the event's commit time, for the commit-to-delivery
+	// latency the Observer gets.
+	committedAt time.Time
+	body        []byte
 }
 
 // New returns a Dispatcher writing to cfg.Schema through pool. Migrate must
@@ -112,9 +105,6 @@ func New(pool *pgxpool.Pool, cfg Config) (*Dispatcher, error) {
 	d.outcomes = make(chan outcome, d.maxInFlight)
 	return d, nil
 }
-
-// Stats returns the live counters.
-func (d *Dispatcher) Stats() *Stats { return &d.stats }
 
 func newHTTPClient(e Endpoint, concurrency int) *http.Client {
 	return &http.Client{

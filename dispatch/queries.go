@@ -96,7 +96,8 @@ func newQueries(schema string) queries {
 			UPDATE S.deliveries d SET claimed_by = $1, next_attempt_at = now() + $3::bigint * interval '1 millisecond'
 			FROM due WHERE d.event_id = due.event_id AND d.endpoint = due.endpoint
 			RETURNING d.event_id, d.endpoint, d.user_id, d.attempts, d.attempts_base, d.queued_at,
-				(SELECT e.body FROM S.events e WHERE e.id = d.event_id)`),
+				(SELECT e.body FROM S.events e WHERE e.id = d.event_id),
+				(SELECT e.committed_at FROM S.events e WHERE e.id = d.event_id)`),
 		// One round trip records a batch of attempts: the delivery's new
 		// state, and one delivery_attempts row per attempt. A delivery whose
 		// claim was lost (lease expired, rescued) is left to its new owner.

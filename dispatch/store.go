@@ -27,6 +27,7 @@ type storeRows struct {
 	dEvent, dEndpoint, dUser, dLSN []string
 	dSeq                           []int32
 	bodyOf                         map[string][]byte
+	committedOf                    map[string]time.Time
 }
 
 func (d *Dispatcher) rowsFor(events []cdc.Event) *storeRows {
@@ -34,7 +35,7 @@ func (d *Dispatcher) rowsFor(events []cdc.Event) *storeRows {
 	r := &storeRows{
 		ids: make([]string, n), lsns: make([]string, n), types: make([]string, n), users: make([]string, n),
 		bodies: make([]string, n), seqs: make([]int32, n), committed: make([]time.Time, n),
-		bodyOf: make(map[string][]byte, n),
+		bodyOf: make(map[string][]byte, n), committedOf: make(map[string]time.Time, n),
 	}
 	for i, e := range events {
 		r.ids[i], r.lsns[i], r.seqs[i], r.types[i], r.users[i] = e.ID, e.CommitLSN.String(), int32(e.Index), e.Type, e.UserID
@@ -43,7 +44,7 @@ func (d *Dispatcher) rowsFor(events []cdc.Event) *storeRows {
 			if ep := d.endpoints[name]; ep.subscribes(e.Type) && (ep.Filter == nil || ep.Filter(e)) {
 				r.dEvent, r.dEndpoint, r.dUser = append(r.dEvent, e.ID), append(r.dEndpoint, name), append(r.dUser, e.UserID)
 				r.dLSN, r.dSeq = append(r.dLSN, r.lsns[i]), append(r.dSeq, r.seqs[i])
-				r.bodyOf[e.ID] = e.Body
+				r.bodyOf[e.ID], r.committedOf[e.ID] = e.Body, e.CommittedAt
 			}
 		}
 	}
@@ -69,28 +70,32 @@ func (d *Dispatcher) Write(ctx context.Context, events []cdc.Event) error {
 	if d.accepting && len(r.dEvent) > 0 {
 		reserved = d.reserve(int64(len(r.dEvent)))
 	}
-	claimed, err := d.store(ctx, r, reserved)
+	claimed, stored, err := d.store(ctx, r, reserved)
 	// The transaction's FOR SHARE can deadlock with an outcome being
 	// recorded; the transaction is then simply run again.
 	for try := 1; isRetryable(err) && try < maxStoreTries; try++ {
 		time.Sleep(time.Duration(rand.IntN(10*try)) * time.Millisecond)
-		claimed, err = d.store(ctx, r, reserved)
+		claimed, stored, err = d.store(ctx, r, reserved)
 	}
 	if err != nil {
 		d.inFlight.Add(-reserved)
 		return fmt.Errorf("store %d events (%s..%s): %w", len(events), r.ids[0], r.ids[len(r.ids)-1], err)
 	}
-	d.stats.Stored.Add(int64(len(events)))
+	d.cfg.Observer.Stored(int(stored))
 	d.inFlight.Add(int64(len(claimed)) - reserved)
 	d.hand(claimed)
 	return nil
 }
 
 // store runs Write's transaction once and returns the deliveries it claimed
-// for this process (at most reserved).
-func (d *Dispatcher) store(ctx context.Context, r *storeRows, reserved int64) ([]job, error) {
+// for this process (at most reserved) and how many events were new.
+func (d *Dispatcher) store(ctx context.Context, r *storeRows, reserved int64) ([]job, int64, error) {
 	b := &pgx.Batch{}
-	b.Queue(d.sql.insertEvents, r.ids, r.lsns, r.seqs, r.types, r.users, r.committed, r.bodies)
+	var stored int64
+	b.Queue(d.sql.insertEvents, r.ids, r.lsns, r.seqs, r.types, r.users, r.committed, r.bodies).Exec(func(ct pgconn.CommandTag) error {
+		stored = ct.RowsAffected()
+		return nil
+	})
 	var claimed []job
 	if len(r.dEvent) > 0 {
 		b.Queue(d.sql.insertDelivs, r.dEvent, r.dEndpoint, r.dUser, r.dLSN, r.dSeq, d.id, reserved, d.lease.Milliseconds()).Query(func(rows pgx.Rows) error {
@@ -102,7 +107,7 @@ func (d *Dispatcher) store(ctx context.Context, r *storeRows, reserved int64) ([
 					return err
 				}
 				if mine {
-					j.ep, j.queuedAt, j.body = d.endpoints[name], time.Now(), r.bodyOf[j.eventID]
+					j.ep, j.queuedAt, j.body, j.committedAt = d.endpoints[name], time.Now(), r.bodyOf[j.eventID], r.committedOf[j.eventID]
 					claimed = append(claimed, j)
 				}
 			}
@@ -112,9 +117,9 @@ func (d *Dispatcher) store(ctx context.Context, r *storeRows, reserved int64) ([
 	}
 	// SendBatch runs the statements in one implicit transaction.
 	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return claimed, nil
+	return claimed, stored, nil
 }
 
 // isRetryable is true for errors that roll back a transaction that can

@@ -7,57 +7,111 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/walhook/walhook/cdc"
+	"github.com/walhook/walhook/cmd/walhook/internal/config"
+	"github.com/walhook/walhook/cmd/walhook/internal/metrics"
+	"github.com/walhook/walhook/dispatch"
 )
 
+// adminPoolConns is the admin pool's size: /readyz and a scrape at once.
+// Health checks and scrapes never take a connection delivery needs, and a
+// flood of them queues here instead of on the database.
+const adminPoolConns = 2
+
+// adminLimits bound what one client of the admin server can hold: a slow
+// or idle client gives its connection and goroutine back.
+type adminLimits struct {
+	readHeader, read, write, idle time.Duration
+	maxHeaderBytes                int
+}
+
+// defaultAdminLimits: the admin server answers small GETs, so its limits
+// are tight. write outlasts a scrape, whose queries stop at
+// metrics.QueryTimeout.
+func defaultAdminLimits() adminLimits {
+	return adminLimits{
+		readHeader:     5 * time.Second,
+		read:           10 * time.Second,
+		write:          15 * time.Second,
+		idle:           60 * time.Second,
+		maxHeaderBytes: 16 << 10,
+	}
+}
+
+// openAdminPool returns the admin server's own small pool. It connects on
+// first use, so a database that is down does not stop walhook starting.
+func openAdminPool(cfg *config.Config) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(cfg.Database.URL)
+	if err != nil {
+		return nil, fmt.Errorf("database.url %s: %w", cdc.RedactConnString(cfg.Database.URL), err)
+	}
+	pc.MaxConns = adminPoolConns
+	pc.ConnConfig.ConnectTimeout = min(cfg.Database.ConnectTimeout, metrics.QueryTimeout)
+	if pc.ConnConfig.RuntimeParams["application_name"] == "" {
+		pc.ConnConfig.RuntimeParams["application_name"] = "walhook-admin"
+	}
+	return pgxpool.NewWithConfig(context.Background(), pc)
+}
+
+// watchState gives the metrics their scrape-time sources, all read through
+// the admin pool.
+func (s *Sidecar) watchState(names []string) {
+	s.metrics.Watch(metrics.State{
+		Endpoints: names,
+		Status: func(ctx context.Context) ([]dispatch.EndpointStatus, error) {
+			return dispatch.QueryStatus(ctx, s.adminPool, s.cfg.Database.Schema)
+		},
+		SlotLag: func(ctx context.Context) (int64, error) {
+			return slotLag(ctx, s.adminPool, s.cfg.Database.Slot)
+		},
+		Holding:      s.capture.Holding,
+		ConfirmedLSN: func() uint64 { return uint64(s.capture.ConfirmedLSN()) },
+		Logger:       s.log,
+	})
+}
+
 // startAdmin serves /healthz (the process runs), /readyz (the database
-// answers) and /metrics (Prometheus text format) on addr.
-func startAdmin(addr string, s *Sidecar) (*http.Server, error) {
+// answers within metrics.QueryTimeout) and /metrics (Prometheus) on
+// admin.listen.
+func (s *Sidecar) startAdmin() (*http.Server, error) {
+	addr := s.cfg.Admin.Listen
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin.listen %q: %w", addr, err)
 	}
+	log := s.log.With("component", "admin")
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(r.Context(), metrics.QueryTimeout)
 		defer cancel()
-		if err := s.pool.Ping(ctx); err != nil {
-			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+		if err := s.adminPool.Ping(ctx); err != nil {
+			log.Warn("readiness check: database does not answer", "err", err)
+			http.Error(w, "database does not answer", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		writeMetrics(r.Context(), w, s)
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	mux.Handle("GET /metrics", s.metrics.Handler(s.adminLimits.write-time.Second))
+	l := s.adminLimits
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: l.readHeader,
+		ReadTimeout:       l.read,
+		WriteTimeout:      l.write,
+		IdleTimeout:       l.idle,
+		MaxHeaderBytes:    l.maxHeaderBytes,
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("admin server stopped", "err", err)
+			log.Error("admin server stopped", "err", err)
 		}
 	}()
-	s.log.Info("admin server listening", "addr", ln.Addr().String())
+	log.Info("admin server listening", "addr", ln.Addr().String())
 	return srv, nil
-}
-
-// writeMetrics writes the Prometheus exposition. A handful of series does
-// not justify the client library.
-func writeMetrics(ctx context.Context, w http.ResponseWriter, s *Sidecar) {
-	st := s.dispatcher.Stats()
-	metric := func(name, kind, help string, v int64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, help, name, kind, name, v)
-	}
-	metric("walhook_events_stored_total", "counter", "Events written to the side schema (replays included).", st.Stored.Load())
-	metric("walhook_delivery_attempts_total", "counter", "HTTP attempts made.", st.Attempts.Load())
-	metric("walhook_deliveries_delivered_total", "counter", "Deliveries acknowledged with a 2xx.", st.Delivered.Load())
-	metric("walhook_deliveries_failed_total", "counter", "Deliveries that ran out of attempts or age.", st.Failed.Load())
-	metric("walhook_confirmed_lsn", "gauge", "WAL position confirmed to PostgreSQL, as a number.", int64(s.capture.ConfirmedLSN()))
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if lag, err := s.SlotLag(ctx); err == nil {
-		metric("walhook_slot_lag_bytes", "gauge", "WAL the replication slot retains, in bytes.", lag)
-	}
 }

@@ -52,6 +52,7 @@ Usage:
   walhook status -config FILE     slot lag, pending and failed deliveries per endpoint
   walhook replay -config FILE     re-queue deliveries (-event ID | -endpoint NAME -status failed | -since TIME)
   walhook teardown -config FILE   drop the slot and publication (-schema: the side schema too), only what walhook made
+  walhook listen -secret whsec_.. a development receiver: verify, print, answer (-fail-rate, -forward)
   walhook secret                  print a new whsec_ secret
   walhook verify                  check a captured request's signature
   walhook version                 print the version
@@ -77,6 +78,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return runReplay(ctx, rest, stdout, stderr)
 	case "teardown":
 		return runTeardown(ctx, rest, stdout, stderr)
+	case "listen":
+		return runListen(ctx, rest, stdout, stderr)
 	case "secret":
 		return runSecret(ctx, rest, stdout, stderr)
 	case "verify":

@@ -12,6 +12,7 @@ import (
 
 	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/cmd/walhook/internal/config"
+	"github.com/walhook/walhook/cmd/walhook/internal/metrics"
 	"github.com/walhook/walhook/dispatch"
 	"github.com/walhook/walhook/dispatch/signature"
 )
@@ -23,6 +24,12 @@ type Sidecar struct {
 	pool       *pgxpool.Pool
 	capture    *cdc.Capture
 	dispatcher *dispatch.Dispatcher
+	metrics    *metrics.Metrics
+
+	// adminPool serves /readyz and /metrics, apart from delivery's pool;
+	// nil without admin.listen.
+	adminPool   *pgxpool.Pool
+	adminLimits adminLimits
 }
 
 // OpenSidecar checks what can be checked without the database, connects
@@ -37,7 +44,11 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 	if err != nil {
 		return nil, err
 	}
-	s := &Sidecar{cfg: cfg, log: log, pool: pool}
+	names := make([]string, len(endpoints))
+	for i, e := range endpoints {
+		names[i] = e.Name
+	}
+	s := &Sidecar{cfg: cfg, log: log, pool: pool, metrics: metrics.New(version, names), adminLimits: defaultAdminLimits()}
 	ccfg := captureConfig(cfg, log)
 	if ccfg.Rules, err = compileRules(ctx, pool, cfg, ccfg, endpoints, log); err != nil {
 		pool.Close()
@@ -54,6 +65,7 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 		Retention:   cfg.Delivery.Retention,
 		UserAgent:   "walhook/" + version,
 		Logger:      log,
+		Observer:    s.metrics,
 	})
 	if err != nil {
 		pool.Close()
@@ -67,6 +79,13 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 	if err := s.capture.Setup(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	if cfg.Admin.Listen != "" {
+		if s.adminPool, err = openAdminPool(cfg); err != nil {
+			pool.Close()
+			return nil, err
+		}
+		s.watchState(names)
 	}
 	return s, nil
 }
@@ -148,7 +167,7 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	})
 	wg.Go(func() { s.monitorLag(ctx) })
 	if s.cfg.Admin.Listen != "" {
-		admin, err := startAdmin(s.cfg.Admin.Listen, s)
+		admin, err := s.startAdmin()
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -162,8 +181,13 @@ func (s *Sidecar) Run(ctx context.Context) error {
 	return captureErr
 }
 
-// Close releases the database pool.
-func (s *Sidecar) Close() { s.pool.Close() }
+// Close releases the database pools.
+func (s *Sidecar) Close() {
+	if s.adminPool != nil {
+		s.adminPool.Close()
+	}
+	s.pool.Close()
+}
 
 // SlotLag returns how many bytes of WAL the slot holds back.
 func (s *Sidecar) SlotLag(ctx context.Context) (int64, error) {

@@ -77,7 +77,7 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return usageError{"verify: -tolerance must not be negative (0 skips the time check)"}
 	}
 
-	secrets, err := verifySecrets(secretArgs)
+	secrets, err := parseSecretFlags("verify", secretArgs)
 	if err != nil {
 		return err
 	}
@@ -102,19 +102,19 @@ func runVerify(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	return nil
 }
 
-// verifySecrets parses the -secret flags, or $WALHOOK_SECRET (whitespace
-// separated, for a rotation) when there are none.
-func verifySecrets(flags secretFlags) ([]signature.Secret, error) {
+// parseSecretFlags parses the -secret flags of command cmd, or
+// $WALHOOK_SECRET (whitespace separated, for a rotation) when there are none.
+func parseSecretFlags(cmd string, flags secretFlags) ([]signature.Secret, error) {
 	raw, source := []string(flags), "-secret"
 	if len(raw) == 0 {
 		raw, source = strings.Fields(os.Getenv(secretEnv)), secretEnv
 	}
 	if len(raw) == 0 {
-		return nil, usageError{"verify: no secret: pass -secret whsec_... or set " + secretEnv}
+		return nil, usageError{cmd + ": no secret: pass -secret whsec_... or set " + secretEnv}
 	}
 	secrets, err := signature.ParseSecrets(raw)
 	if err != nil {
-		return nil, fmt.Errorf("verify: check %s: %w", source, err)
+		return nil, fmt.Errorf("%s: check %s: %w", cmd, source, err)
 	}
 	return secrets, nil
 }

@@ -1,0 +1,19 @@
+package testenv
+
+import (
+	"fmt"
+	"testing"
+)
+
+// FreeAddr returns a 127.0.0.1 address with a port nobody listens on, for
+// a server a test starts in another process (the walhook binary's admin
+// server, walhook listen). Another process may take the port first; the
+// test then fails to listen, which is rare enough to rerun.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}

@@ -48,11 +48,13 @@ const usage = `walhook: user lifecycle webhooks from a PostgreSQL users table.
 Usage:
   walhook run -config FILE        capture and deliver until SIGTERM/SIGINT
   walhook demo [-keep]            throwaway PostgreSQL + receiver + sidecar, scripted changes
+  walhook check -config FILE      preflight: the config and the database, each problem with its fix
   walhook status -config FILE     slot lag, pending and failed deliveries per endpoint
   walhook replay -config FILE     re-queue deliveries (-event ID | -endpoint NAME -status failed | -since TIME)
   walhook teardown -config FILE   drop the slot and publication (-schema: the side schema too)
   walhook secret                  print a new whsec_ secret
   walhook verify                  check a captured request's signature
+  walhook health -url URL         exit 0 if URL answers 2xx (container health checks)
   walhook version                 print the version
 `
 
@@ -68,6 +70,10 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return runRun(ctx, rest, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
+	case "check":
+		return runCheck(ctx, rest, stdout, stderr)
+	case "health":
+		return runHealth(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
 	case "replay":

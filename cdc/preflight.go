@@ -6,7 +6,14 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+)
+
+// SQLSTATE codes of a refused replication connection.
+const (
+	codeInsufficientPrivilege = "42501" // a role without REPLICATION
+	codeTooManyConnections    = "53300" // no WAL sender free
 )
 
 // Verdict grades one preflight check.
@@ -48,11 +55,15 @@ type serverFacts struct {
 	ownsTable, selectsTable bool
 	ownerCreatesOnDatabase  bool
 	hasIDColumn             bool
+	// probed: a replication connection was tried; probeErr is its outcome.
+	probed   bool
+	probeErr error
 }
 
 // Preflight inspects, without changing anything, what capture needs from the
 // database on conn: wal_level, a free replication slot and WAL sender, the
-// role's REPLICATION, the source table with its primary key and replica
+// role's REPLICATION (proved with a replication connection when
+// cfg.ConnString is set), the source table with its primary key and replica
 // identity, the configured columns, the publication and the slot, and
 // whether walhook may create what is missing. The error is for a query that
 // failed; what the checks find is in the Checks.
@@ -65,6 +76,9 @@ func Preflight(ctx context.Context, conn *pgx.Conn, cfg Config) ([]Check, error)
 	f, err := readServerFacts(ctx, conn, c)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.ConnString != "" {
+		f.probed, f.probeErr = true, c.probeReplication(ctx)
 	}
 	checks := []Check{
 		{Name: "server", Detail: "PostgreSQL " + f.version + ", database " + quoteIdent(f.database) + ", role " + quoteIdent(f.user)},
@@ -179,17 +193,53 @@ func sendersCheck(f serverFacts) Check {
 	return c
 }
 
+// probeReplication opens a replication connection as capture does and
+// runs IDENTIFY_SYSTEM. Its outcome, more than the role's attributes, says
+// whether walhook may stream: managed services grant replication through
+// roles of their own (rds_replication), and pg_hba.conf may refuse the
+// connection while ordinary ones pass.
+func (c *Capture) probeReplication(ctx context.Context) error {
+	conn, err := c.connectReplication(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeConn(conn)
+	if _, err := pglogrepl.IdentifySystem(ctx, conn); err != nil {
+		return fmt.Errorf("identify system: %w", err)
+	}
+	return nil
+}
+
+// mayStream says whether the role may create and stream from a slot.
+func (f serverFacts) mayStream() bool {
+	if f.probed {
+		return f.probeErr == nil
+	}
+	return f.superuser || f.replication
+}
+
 func roleCheck(f serverFacts) Check {
 	role := quoteIdent(f.user)
-	switch {
-	case f.superuser:
+	switch code := pgCode(f.probeErr); {
+	case f.mayStream() && f.superuser:
 		return Check{Name: "role", Detail: role + " is a superuser (more than walhook needs; see the README's least-privilege set-up)"}
-	case f.replication:
-		return Check{Name: "role", Detail: role + " has REPLICATION"}
+	case f.mayStream():
+		return Check{Name: "role", Detail: role + " may open replication connections (REPLICATION)"}
+	case !f.probed || code == codeInsufficientPrivilege:
+		return Check{Name: "role", Verdict: Problem,
+			Detail: role + " lacks REPLICATION: it cannot create or stream from a replication slot",
+			Fix:    "as a superuser: ALTER ROLE " + role + " REPLICATION; (Amazon RDS and Aurora: GRANT rds_replication TO " + role + ";)"}
+	case code == codeTooManyConnections && f.slotActive:
+		return Check{Name: "role", Detail: role + " has REPLICATION; no WAL sender is free while another process streams from the slot, so this one waits as a standby"}
+	case code == codeTooManyConnections:
+		return Check{Name: "role", Verdict: Problem,
+			Detail: fmt.Sprintf("no WAL sender is free for a replication connection (max_wal_senders = %d)", f.maxSenders),
+			Fix:    fmt.Sprintf("as a superuser: ALTER SYSTEM SET max_wal_senders = %d; then restart PostgreSQL", f.maxSenders+1)}
 	}
 	return Check{Name: "role", Verdict: Problem,
-		Detail: role + " lacks REPLICATION: it cannot create or stream from a replication slot",
-		Fix:    "as a superuser: ALTER ROLE " + role + " REPLICATION;"}
+		Detail: role + " cannot open a replication connection: " + f.probeErr.Error(),
+		Fix: "allow it in pg_hba.conf with a line for database " + quoteIdent(f.database) + " and role " + role +
+			" (logical replication matches the database's name, not the keyword replication), then SELECT pg_reload_conf();"}
 }
 
 // PreflightSchema says, without creating anything, whether walhook's side

@@ -165,12 +165,11 @@ func (c *Capture) slotCheck(ctx context.Context, conn *pgx.Conn, f serverFacts) 
 	}
 	other := "set database.slot to another name"
 	switch {
-	case !found && (f.superuser || f.replication):
+	case !found && f.mayStream():
 		return Check{Name: "slot", Detail: slot + " is missing: walhook run creates it (pgoutput)"}, nil
 	case !found:
 		return Check{Name: "slot", Verdict: Problem,
-			Detail: slot + " is missing, and " + quoteIdent(f.user) + " may not create it without REPLICATION (see role)",
-			Fix:    "as a superuser: ALTER ROLE " + quoteIdent(f.user) + " REPLICATION;"}, nil
+			Detail: slot + " is missing, and " + quoteIdent(f.user) + " may not create it until it may open replication connections (see role)"}, nil
 	case s.slotType != "logical" || s.plugin != "pgoutput":
 		return Check{Name: "slot", Verdict: Problem,
 			Detail: fmt.Sprintf("%s is a %s slot with plugin %q, not walhook's logical pgoutput slot", slot, s.slotType, s.plugin), Fix: other}, nil

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/testenv"
@@ -58,17 +59,34 @@ func TestPreflight(t *testing.T) {
 	}
 }
 
-// TestPreflightNoFreeSlot: with every replication slot taken, the fix names
-// the setting, the restart, and an unused slot that could go instead.
-func TestPreflightNoFreeSlot(t *testing.T) {
-	c := testenv.NewCluster(t, testenv.Options{Settings: map[string]string{"max_replication_slots": "1"}})
+// TestPreflightNoFreeSlotOrSender: with every replication slot and WAL
+// sender taken, the fixes name the settings, the restart, and an unused slot
+// that could go instead.
+func TestPreflightNoFreeSlotOrSender(t *testing.T) {
+	c := testenv.NewCluster(t, testenv.Options{Settings: map[string]string{"max_replication_slots": "1", "max_wal_senders": "1"}})
 	db := testenv.NewDBOn(t, c)
 	db.Exec(t, testenv.UsersTableSQL)
 	db.Exec(t, "SELECT pg_create_logical_replication_slot('forgotten', 'pgoutput')")
-	check := find(t, preflight(t, db, baseConfig(db)), "replication slots")
-	want := []string{"ALTER SYSTEM SET max_replication_slots = 2;", "restart", "SELECT pg_drop_replication_slot('forgotten');"}
-	if check.Verdict != cdc.Problem || !containsAll(check.Fix, want) {
-		t.Fatalf("replication slots: verdict %d, %q, fix %q; want a problem with %q", check.Verdict, check.Detail, check.Fix, want)
+	// An idle replication connection holds the only WAL sender.
+	rc, err := pgconn.Connect(t.Context(), db.DSN+"&replication=database")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close(context.Background())
+	cfg := baseConfig(db)
+	checks := preflight(t, db, cfg)
+	for _, want := range []struct {
+		check string
+		fix   []string
+	}{
+		{"replication slots", []string{"ALTER SYSTEM SET max_replication_slots = 2;", "restart", "SELECT pg_drop_replication_slot('forgotten');"}},
+		{"wal senders", []string{"ALTER SYSTEM SET max_wal_senders = 2;", "restart"}},
+		{"role", []string{"ALTER SYSTEM SET max_wal_senders = 2;"}}, // the probe's connection is refused too
+	} {
+		check := find(t, checks, want.check)
+		if check.Verdict != cdc.Problem || !containsAll(check.Fix, want.fix) {
+			t.Errorf("%s: verdict %d, %q, fix %q; want a problem with %q", want.check, check.Verdict, check.Detail, check.Fix, want.fix)
+		}
 	}
 }
 
@@ -91,6 +109,8 @@ func catalogCase(t *testing.T, sql string, tweak func(*cdc.Config)) (*testenv.DB
 	return db, cfg
 }
 
+// preflight runs cdc.Preflight on a connection of its own, with the
+// replication probe, as walhook run does.
 func preflight(t *testing.T, db *testenv.DB, cfg cdc.Config) []cdc.Check {
 	t.Helper()
 	conn, err := pgx.Connect(t.Context(), db.DSN)

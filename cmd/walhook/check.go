@@ -88,6 +88,7 @@ func preflight(ctx context.Context, pool *pgxpool.Pool, cfg *config.Config) ([]c
 	}
 	defer conn.Release()
 	checks, err := cdc.Preflight(ctx, conn.Conn(), cdc.Config{
+		ConnString:          cfg.Database.URL,
 		Slot:                cfg.Database.Slot,
 		Publication:         cfg.Database.Publication,
 		Table:               cfg.Source.Table,

@@ -39,8 +39,8 @@ type Check struct {
 	Fix     string // SQL or setting, and who runs it; "" when nothing to fix
 }
 
-// serverFacts is what the preflight reads about the server and the role in
-// one query.
+// serverFacts is what the preflight learns about the server, the role and
+// the table's owner before it grades anything.
 type serverFacts struct {
 	user, database, version string
 	superuser, replication  bool

@@ -2,9 +2,13 @@
 GO ?= go
 FUZZTIME ?= 200000x
 
-.PHONY: build test fuzz bench demo
+.PHONY: build image test fuzz bench demo
 build:
 	$(GO) build -o bin/walhook ./cmd/walhook
+
+# The container image (Dockerfile), its version stamped from git.
+image:
+	docker build --build-arg VERSION=$$(git describe --tags --always --dirty) -t walhook .
 
 test:
 	$(GO) test -count=1 -timeout 45m ./...

@@ -111,19 +111,9 @@ func (c *Capture) checkColumns(ctx context.Context, conn *pgx.Conn, oid uint32) 
 	if err != nil {
 		return err
 	}
-	have := set(cols)
-	for _, opt := range []struct {
-		key   string
-		names []string
-	}{
-		{"columns", c.cfg.Columns},
-		{"exclude_columns", c.cfg.ExcludeColumns},
-		{"ignore_update_columns", c.cfg.IgnoreUpdateColumns},
-	} {
-		for _, col := range opt.names {
-			if !have[col] {
-				c.log.Warn("configured column does not exist in the source table", "option", "source."+opt.key, "column", col, "table", name)
-			}
+	for _, m := range c.missingColumns(cols) {
+		for _, col := range m.names {
+			c.log.Warn("configured column does not exist in the source table", "option", "source."+m.key, "column", col, "table", name)
 		}
 	}
 	return nil

@@ -1,7 +1,6 @@
 package cdc_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -32,18 +31,7 @@ func TestSetupErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db := testenv.NewDB(t)
-			t.Cleanup(func() {
-				// A physical slot belongs to no database, so testenv leaves it.
-				_, _ = db.Pool.Exec(context.Background(), "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND slot_type = 'physical'", db.Name)
-			})
-			if tt.sql != "" {
-				db.Exec(t, tt.sql)
-			}
-			cfg := baseConfig(db)
-			if tt.cfg != nil {
-				tt.cfg(&cfg)
-			}
+			_, cfg := catalogCase(t, tt.sql, tt.cfg)
 			c, err := cdc.New(cfg, newRecordingSink())
 			if err != nil {
 				t.Fatal(err)

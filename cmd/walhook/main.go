@@ -15,7 +15,7 @@ import (
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
+var version = "0.2.0-dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -49,12 +49,14 @@ Usage:
   walhook run -config FILE        capture and deliver until SIGTERM/SIGINT
   walhook demo [-keep]            throwaway PostgreSQL + receiver + sidecar, scripted changes
   walhook bench                   the headline benchmarks on a throwaway PostgreSQL (fsync on)
+  walhook check -config FILE      preflight: the config and the database, each problem with its fix
   walhook status -config FILE     slot lag, pending and failed deliveries per endpoint
   walhook replay -config FILE     re-queue deliveries (-event ID | -endpoint NAME -status failed | -since TIME)
   walhook teardown -config FILE   drop the slot and publication (-schema: the side schema too), only what walhook made
   walhook listen -secret whsec_.. a development receiver: verify, print, answer (-fail-rate, -forward)
   walhook secret                  print a new whsec_ secret
   walhook verify                  check a captured request's signature
+  walhook health -url URL         exit 0 if URL answers 2xx (container health checks)
   walhook version                 print the version
 `
 
@@ -72,6 +74,10 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return runDemo(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
+	case "check":
+		return runCheck(ctx, rest, stdout, stderr)
+	case "health":
+		return runHealth(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
 	case "replay":

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/dispatch"
 )
 
@@ -29,13 +27,19 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer pool.Close()
-	lag, err := slotLag(ctx, pool, cfg.Database.Slot)
-	if errors.Is(err, pgx.ErrNoRows) {
-		fmt.Fprintf(stdout, "slot %s: missing (walhook run creates it)\n", cfg.Database.Slot)
-	} else if err != nil {
+	slot, found, err := cdc.ReadSlotStatus(ctx, pool, cfg.Database.Slot)
+	switch {
+	case err != nil:
 		return err
-	} else {
-		fmt.Fprintf(stdout, "slot %s: lag %d bytes\n", cfg.Database.Slot, lag)
+	case !found:
+		fmt.Fprintf(stdout, "slot %s: missing (walhook run creates it)\n", cfg.Database.Slot)
+	case slot.Active:
+		fmt.Fprintf(stdout, "slot %s: lag %d bytes, streaming to backend pid %d\n", cfg.Database.Slot, slot.LagBytes, slot.ActivePID)
+	default:
+		// An idle slot is the dangerous state: PostgreSQL keeps every byte of
+		// WAL written since, until the disk fills.
+		fmt.Fprintf(stdout, "slot %s: lag %d bytes, INACTIVE: no walhook consumes it, and PostgreSQL keeps WAL for it until one does (start walhook, or remove the slot with walhook teardown)\n",
+			cfg.Database.Slot, slot.LagBytes)
 	}
 	stats, err := dispatch.QueryStatus(ctx, pool, cfg.Database.Schema)
 	if err != nil {

@@ -33,8 +33,9 @@ type Sidecar struct {
 }
 
 // OpenSidecar checks what can be checked without the database, connects
-// within database.connect_timeout, migrates the side schema and creates the
-// publication and slot where missing.
+// within database.connect_timeout, runs the checks of `walhook check`,
+// migrates the side schema and creates the publication and slot where
+// missing.
 func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Sidecar, error) {
 	endpoints, err := dispatchEndpoints(cfg, log)
 	if err != nil {
@@ -42,6 +43,13 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 	}
 	pool, err := connect(ctx, cfg)
 	if err != nil {
+		return nil, err
+	}
+	// Nothing is created before the database is known to be able to serve:
+	// a half set-up database (a publication and schema but no slot, because
+	// wal_level is replica) is what a first start must not leave behind.
+	if err := refuseProblems(ctx, pool, cfg); err != nil {
+		pool.Close()
 		return nil, err
 	}
 	names := make([]string, len(endpoints))
@@ -113,7 +121,7 @@ func connect(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("connect to database %s (connect_timeout %s): %w", where, cfg.Database.ConnectTimeout, err)
+		return nil, fmt.Errorf("connect to database %s (connect_timeout %s): %w", where, cfg.Database.ConnectTimeout, connectCause(err))
 	}
 	return pool, nil
 }
@@ -195,13 +203,11 @@ func (s *Sidecar) SlotLag(ctx context.Context) (int64, error) {
 }
 
 func slotLag(ctx context.Context, pool *pgxpool.Pool, slot string) (int64, error) {
-	var lag int64
-	err := pool.QueryRow(ctx, `SELECT coalesce(pg_current_wal_lsn() - confirmed_flush_lsn, 0)::bigint
-		FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&lag)
-	if err != nil {
-		return 0, fmt.Errorf("read lag of slot %q: %w", slot, err)
+	s, found, err := cdc.ReadSlotStatus(ctx, pool, slot)
+	if err == nil && !found {
+		err = fmt.Errorf("read lag of slot %q: no such slot", slot)
 	}
-	return lag, nil
+	return s.LagBytes, err
 }
 
 // monitorLag logs the slot's lag every minute, as a warning past 1 GiB:

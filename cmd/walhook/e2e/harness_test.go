@@ -88,7 +88,14 @@ type proc struct {
 // start runs `walhook <args>`; the process is killed when the test ends.
 func start(t testing.TB, args ...string) *proc {
 	t.Helper()
+	return startWith(t, nil, args...)
+}
+
+// startWith is start with the environment env (nil: this process's).
+func startWith(t testing.TB, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(binary, args...), out: &testenv.Buffer{}, done: make(chan struct{})}
+	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -114,9 +121,17 @@ func tail(s string, n int) string {
 // run runs walhook to completion and returns its output and exit code.
 func run(t *testing.T, timeout time.Duration, args ...string) (string, int) {
 	t.Helper()
+	return runWith(t, nil, timeout, args...)
+}
+
+// runWith is run with the environment env (nil: this process's).
+func runWith(t *testing.T, env []string, timeout time.Duration, args ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok {
 		return string(out), ee.ExitCode()
 	}

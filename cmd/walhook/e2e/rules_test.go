@@ -29,23 +29,25 @@ func TestRuleErrorsTouchNothing(t *testing.T) {
 	}{
 		{"syntax error", rule(`new.email ==`), []string{"walhook.yaml:8: source.rules[0].when: column 13: Syntax error"}},
 		{"type error", rule(`new.email > 3`), []string{"walhook.yaml:8: source.rules[0].when: column 11: found no matching overload for '_>_' applied to '(string, int)'"}},
-		{"unknown column", rule(`new.emial == "x"`), []string{"walhook.yaml:8: source.rules[0].when: column 4: table public.users has no column emial"}},
+		{"unknown column", rule(`new.emial == "x"`), []string{"walhook.yaml:8: source.rules[0].when: column 4: table \"public\".\"users\" has no column emial"}},
 		{"old values under DEFAULT", rule(`old.deleted_at == null && new.deleted_at != null`),
 			[]string{"walhook.yaml:8: source.rules[0].when: column 1: old.deleted_at needs old values", `ALTER TABLE "public"."users" REPLICA IDENTITY FULL`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := writeConfig(t, settings{dsn: db.DSN, source: tc.source,
 				endpoints: []endpointSettings{{name: "crm", url: "http://127.0.0.1:9/"}}})
-			out, code := run(t, 60*time.Second, "run", "-config", cfg)
-			if code == 0 {
-				t.Fatalf("exit 0 with a bad rule:\n%s", out)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(out, w) {
-					t.Errorf("output does not hold %q:\n%s", w, out)
+			for _, cmd := range []string{"check", "run"} { // the same words from both
+				out, code := run(t, 60*time.Second, cmd, "-config", cfg)
+				if code == 0 {
+					t.Fatalf("walhook %s: exit 0 with a bad rule:\n%s", cmd, out)
 				}
+				for _, w := range tc.want {
+					if !strings.Contains(out, w) {
+						t.Errorf("walhook %s: output does not hold %q:\n%s", cmd, w, out)
+					}
+				}
+				assertUntouched(t, db)
 			}
-			assertUntouched(t, db)
 		})
 	}
 }

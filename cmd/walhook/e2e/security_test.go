@@ -132,6 +132,7 @@ func TestSecretsNeverAppearInOutput(t *testing.T) {
 	var eventID string
 	db.QueryRowScan(t, "SELECT id FROM walhook.events ORDER BY commit_lsn, seq LIMIT 1", nil, &eventID)
 	commands := [][]string{
+		{"check", "-config", cfg},
 		{"status", "-config", cfg},
 		{"replay", "-config", cfg, "-endpoint", "failing", "-status", "failed"},
 		{"replay", "-config", cfg, "-event", eventID},
@@ -150,6 +151,7 @@ func TestSecretsNeverAppearInOutput(t *testing.T) {
 
 	for name, path := range badSecretConfigs(t, dsn, cluster.Port(), endpoints) {
 		for _, args := range [][]string{
+			{"check", "-config", path},
 			{"run", "-config", path},
 			{"run", "-config", path, "-log-format", "json", "-log-level", "debug"},
 			{"status", "-config", path},

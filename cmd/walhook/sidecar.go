@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/walhook/walhook/cdc"
+	"github.com/walhook/walhook/cdc/pgnet"
 	"github.com/walhook/walhook/cmd/walhook/internal/config"
 	"github.com/walhook/walhook/dispatch"
 	"github.com/walhook/walhook/dispatch/signature"
@@ -88,6 +89,9 @@ func connect(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("database.url %s: %w", where, err)
 	}
 	pc.ConnConfig.ConnectTimeout = cfg.Database.ConnectTimeout
+	if err := pgnet.Apply(&pc.ConnConfig.Config); err != nil {
+		return nil, fmt.Errorf("database.url %s: %w", where, err)
+	}
 	pc.MaxConns = int32(max(4, cfg.Delivery.Concurrency/4+4))
 	if pc.ConnConfig.RuntimeParams["application_name"] == "" {
 		pc.ConnConfig.RuntimeParams["application_name"] = "walhook"

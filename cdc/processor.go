@@ -136,7 +136,7 @@ func (p *processor) finalFlush(ctx context.Context) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalWriteTimeout)
 	defer cancel()
 	if err := p.flush(wctx, p.complete); err != nil {
-		p.c.log.Warn("could not write buffered changes at stop; they will be replayed at the next start", "error", err)
+		p.c.log.Warn("could not write buffered changes at stop; they will be replayed at the next start", "err", err)
 	}
 }
 

@@ -20,8 +20,9 @@ const (
 	// open when it begins stay silent for good, even once the proxy passes
 	// again (the load balancer or NAT that knew them is gone: neither end
 	// hears from the other again). Connections made during it are accepted
-	// and held silent, and reach the target once the proxy passes again, as
-	// a retransmitted SYN would.
+	// (the kernel completes the handshake) but held silent, and reset once
+	// the proxy passes again: the target never saw them, so what the client
+	// sent on them is lost, and its next attempt goes through.
 	Blackhole
 	// Reset resets the connections open when it begins and every new one at
 	// once, as a rebooted host or a rejecting firewall does.
@@ -188,17 +189,31 @@ func (p *Proxy) accept() {
 		}
 		l := &link{client: c, freeze: make(chan struct{})}
 		p.links[l] = struct{}{}
+		held := p.mode == Blackhole
 		p.mu.Unlock()
-		p.wg.Go(func() { p.serve(l) })
+		if held {
+			p.wg.Go(func() { p.hold(l) })
+		} else {
+			p.wg.Go(func() { p.serve(l) })
+		}
 	}
 }
 
-// serve waits for the proxy to pass, connects l to the target and copies
-// both ways until either end closes.
-func (p *Proxy) serve(l *link) {
+// hold keeps a connection made during a blackhole silent until the proxy
+// passes again, then resets it.
+func (p *Proxy) hold(l *link) {
 	if !p.waitPass() {
 		return
 	}
+	p.mu.Lock()
+	delete(p.links, l)
+	p.mu.Unlock()
+	resetConn(l.client)
+}
+
+// serve connects l to the target and copies both ways until either end
+// closes.
+func (p *Proxy) serve(l *link) {
 	d := net.Dialer{Timeout: dialTimeout, KeepAlive: -1}
 	server, err := d.Dial("tcp", p.target)
 	p.mu.Lock()

@@ -116,16 +116,19 @@ func TestProxyBlackhole(t *testing.T) {
 		t.Fatalf("write into a blackhole: %v; want it accepted silently", err)
 	}
 	expectSilence(t, old)
-	// A connection made during the blackhole is accepted and held.
-	fresh := dial(t, p)
-	if _, err := fresh.Write([]byte("held")); err != nil {
+	// A connection made during the blackhole is accepted and held...
+	held := dial(t, p)
+	if _, err := held.Write([]byte("held")); err != nil {
 		t.Fatalf("write on a held connection: %v", err)
 	}
-	expectSilence(t, fresh)
+	expectSilence(t, held)
 
 	p.SetMode(testenv.Pass)
-	readBack(t, fresh, "held")
-	roundTrip(t, fresh, "after")
+	// ... and reset when it ends, what it carried lost.
+	held.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := held.Read(make([]byte, 8)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read %d bytes, err %v on a connection held by the blackhole after it ended; want connection reset", n, err)
+	}
 	// The connection open at the cut stays cut for good.
 	expectSilence(t, old)
 	roundTrip(t, dial(t, p), "new")

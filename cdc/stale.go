@@ -24,10 +24,15 @@ var errStaleEnded = errors.New("ended this process's stale walsender that held t
 type walsender struct {
 	pid   uint32
 	start time.Time
-	// ended is set once it was told to terminate; it may take a moment to
-	// go, and is terminated again (quietly) if it still holds the slot.
-	ended bool
+	// endedAt is when it was told to terminate. It may take a moment to go
+	// and to release the slot: meanwhile the slot is presumed still ours
+	// (see endStaleWalsender).
+	endedAt time.Time
 }
+
+// staleGrace is how long after ending our stale walsender a busy slot is
+// presumed to be still held by it rather than taken by another process.
+const staleGrace = 5 * time.Second
 
 // rememberWalsender records the walsender serving this session, so that
 // after losing the connection Run can recognise it if it still holds the
@@ -51,7 +56,8 @@ func (s *session) rememberWalsender(ctx context.Context) error {
 // server notices. A walsender of any other process, such as the other
 // member of a high-availability pair, is never touched: it is identified by
 // pid and start time, which only this process recorded. Ending our own
-// session needs no privilege beyond the role's own.
+// session needs no privilege beyond the role's own. It also reports true
+// for a short while after, while the walsender ended may still be exiting.
 func (s *session) endStaleWalsender(ctx context.Context) (bool, error) {
 	own := s.c.own
 	if own.pid == 0 {
@@ -65,15 +71,15 @@ func (s *session) endStaleWalsender(ctx context.Context) (bool, error) {
 		WHERE s.slot_name = $1 AND a.pid = $2 AND a.backend_start = $3`,
 		s.c.cfg.Slot, int64(own.pid), own.start).Scan(&ended)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
+		return !own.endedAt.IsZero() && time.Since(own.endedAt) < staleGrace, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("end this process's stale walsender (pid %d): %w", own.pid, err)
 	}
-	if ended && !own.ended {
+	if ended && own.endedAt.IsZero() {
 		s.c.log.Info("ended this process's stale walsender, which held the slot after its connection was lost",
 			"slot", s.c.cfg.Slot, "pid", own.pid)
-		s.c.own.ended = true
+		s.c.own.endedAt = time.Now()
 	}
 	return ended, nil
 }

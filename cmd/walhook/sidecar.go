@@ -93,6 +93,10 @@ func connect(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("database.url %s: %w", where, err)
 	}
 	pc.MaxConns = int32(max(4, cfg.Delivery.Concurrency/4+4))
+	// An idle connection frozen by a network partition would otherwise
+	// hold Acquire's liveness ping until the caller's own deadline (issue
+	// 8); it is dropped instead, and Acquire tries another.
+	pc.PingTimeout = 5 * time.Second
 	if pc.ConnConfig.RuntimeParams["application_name"] == "" {
 		pc.ConnConfig.RuntimeParams["application_name"] = "walhook"
 	}

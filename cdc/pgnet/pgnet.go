@@ -6,12 +6,12 @@
 // socket, including while it is idle.
 //
 // The defaults (KeepAliveIdle, KeepAliveInterval, KeepAliveCount,
-// DefaultUserTimeout) find a dead peer
-// within about 20 s whether the connection is idle or sending. A
-// connection string may override them with libpq's parameters, which
-// PostgreSQL's own clients understand too: keepalives (0 turns keepalives
-// off), keepalives_idle, keepalives_interval, keepalives_count (seconds and
-// a count) and tcp_user_timeout (milliseconds; 0 leaves the system's).
+// DefaultUserTimeout) find a dead peer within about 20 s whether the
+// connection is idle or sending. A connection string may override them
+// with libpq's parameters, which PostgreSQL's own clients understand too:
+// keepalives (0 turns keepalives off), keepalives_idle, keepalives_interval
+// (seconds), keepalives_count, and tcp_user_timeout (milliseconds; 0 leaves
+// the system's).
 package pgnet
 
 import (

@@ -22,9 +22,8 @@ const (
 	// 15 minutes). A third of it is the longest the server goes without a
 	// standby status update, which also asks for a reply, so a live server
 	// is never silent for more than a few seconds; 10 s notices a dead one
-	// within about 11 s (the read wait added), well inside the 15 s issue 8
-	// asks for, and the updates stay far inside the default
-	// wal_sender_timeout (60s).
+	// within about 11 s (the read wait added), and the updates stay far
+	// inside the default wal_sender_timeout (60s).
 	silenceTimeout = 10 * time.Second
 	// ioTimeout bounds writes to the server and the goodbye at a stop.
 	ioTimeout = 10 * time.Second

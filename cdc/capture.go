@@ -65,8 +65,8 @@ var ErrTableGone = errors.New("source table gone")
 
 // Capture streams the source table's changes into a Sink. Create it with
 // New, call Setup once at start-up, then Run; Setup and Run must not run
-// concurrently with each other or themselves. ConfirmedLSN may be called
-// from any goroutine.
+// concurrently with each other or themselves. ConfirmedLSN and Holding may
+// be called from any goroutine.
 type Capture struct {
 	cfg    Config
 	schema string // Table, parsed
@@ -77,8 +77,18 @@ type Capture struct {
 
 	// confirmed is the last position sent to the server as flushed.
 	confirmed atomic.Uint64
-	// holding is true while a session streams from the slot; see Holding.
+	// holding is true while a session streams from the slot.
 	holding atomic.Bool
+
+	// The fields below are only touched by Run's goroutine and its
+	// sessions' set-up, one session at a time.
+
+	// own is the walsender of the last session that streamed, which may
+	// outlive a connection lost without a word; see endStaleWalsender.
+	own walsender
+	// outageSince is when the stream was lost, zero while it streams: the
+	// loss and the recovery are logged once each, not every retry.
+	outageSince time.Time
 
 	// The fields below are only touched by the processor of the running
 	// session (sessions run one at a time).

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/walhook/walhook/cdc/pgnet"
 )
 
 const readBufferSize = 256 << 10
@@ -30,13 +32,19 @@ var sessionParams = map[string]string{
 // sets no connect_timeout, so that a black-holed server cannot hang Run.
 const connectTimeout = 15 * time.Second
 
-func applyParams(cfg *pgconn.Config) {
+// applyParams sets the session parameters and the dial settings that make
+// a dead network show within seconds (see pgnet).
+func applyParams(cfg *pgconn.Config) error {
+	if err := pgnet.Apply(cfg); err != nil {
+		return err
+	}
 	for k, v := range sessionParams {
 		cfg.RuntimeParams[k] = v
 	}
 	if cfg.RuntimeParams["application_name"] == "" {
 		cfg.RuntimeParams["application_name"] = "walhook"
 	}
+	return nil
 }
 
 // connectSQL opens an ordinary connection, for the catalog.
@@ -46,7 +54,9 @@ func (c *Capture) connectSQL(ctx context.Context) (*pgx.Conn, error) {
 		return nil, fmt.Errorf("parse connection string %s: %w", redact(c.cfg.ConnString), err)
 	}
 	delete(cfg.RuntimeParams, "replication")
-	applyParams(&cfg.Config)
+	if err := applyParams(&cfg.Config); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	conn, err := pgx.ConnectConfig(ctx, cfg)
@@ -62,7 +72,9 @@ func (c *Capture) connectReplication(ctx context.Context) (*pgconn.PgConn, error
 	if err != nil {
 		return nil, fmt.Errorf("parse connection string %s: %w", redact(c.cfg.ConnString), err)
 	}
-	applyParams(cfg)
+	if err := applyParams(cfg); err != nil {
+		return nil, err
+	}
 	cfg.RuntimeParams["replication"] = "database"
 	// The stream is one long run of small messages: reading it in large
 	// chunks saves most of the read syscalls pgproto3's 8 KiB buffer makes.

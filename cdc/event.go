@@ -38,6 +38,8 @@ type Sink interface {
 	// After a crash the stream is replayed from the last confirmed position,
 	// so events may repeat ones already stored: Write must ignore those.
 	// Events of one transaction may arrive over several calls (large
-	// transactions are written in chunks), always in commit order.
+	// transactions are written in chunks), always in commit order. ctx
+	// carries a deadline (30 s): a Write past it is presumed stuck on a dead
+	// connection and is made again after capture reconnects.
 	Write(ctx context.Context, events []Event) error
 }

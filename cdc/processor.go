@@ -14,6 +14,13 @@ const (
 	tableCheckInterval = 30 * time.Second
 	// finalWriteTimeout bounds the write of buffered transactions at a stop.
 	finalWriteTimeout = 10 * time.Second
+	// writeTimeout bounds each Sink.Write. A batch is at most
+	// MaxBatchEvents and MaxBatchBytes, which a healthy sink stores in well
+	// under a second; one still running after this is presumed stuck on a
+	// dead connection, and while the processor waits the reader cannot
+	// notice that the server went silent. The session ends and the batch is
+	// written again after reconnecting.
+	writeTimeout = 30 * time.Second
 )
 
 // processor decodes the stream into events, batches them, writes batches to
@@ -106,7 +113,10 @@ func (p *processor) shouldFlush() bool {
 // transactions, makes their end durable.
 func (p *processor) flush(ctx context.Context, n int) error {
 	if n > 0 {
-		if err := p.c.sink.Write(ctx, p.events[:n]); err != nil {
+		wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		err := p.c.sink.Write(wctx, p.events[:n])
+		cancel()
+		if err != nil {
 			return fmt.Errorf("write %d events to the sink: %w", n, err)
 		}
 	}
@@ -138,7 +148,7 @@ func (p *processor) finalFlush(ctx context.Context) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalWriteTimeout)
 	defer cancel()
 	if err := p.flush(wctx, p.complete); err != nil {
-		p.c.log.Warn("could not write buffered changes at stop; they will be replayed at the next start", "error", err)
+		p.c.log.Warn("could not write buffered changes at stop; they will be replayed at the next start", "err", err)
 	}
 }
 

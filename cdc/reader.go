@@ -18,11 +18,13 @@ const (
 	// a stop and a newly durable position within about a second.
 	readWait = time.Second
 	// silenceTimeout is how long the server may stay silent before the
-	// connection is presumed dead (a partition leaves TCP open for hours).
-	// A third of it is the longest the server goes without a standby status
-	// update, which also asks for a reply: 10s, well inside the default
-	// wal_sender_timeout (60s).
-	silenceTimeout = 30 * time.Second
+	// connection is presumed dead (a partition leaves TCP open for up to
+	// 15 minutes). A third of it is the longest the server goes without a
+	// standby status update, which also asks for a reply, so a live server
+	// is never silent for more than a few seconds; 10 s notices a dead one
+	// within about 11 s (the read wait added), and the updates stay far
+	// inside the default wal_sender_timeout (60s).
+	silenceTimeout = 10 * time.Second
 	// ioTimeout bounds writes to the server and the goodbye at a stop.
 	ioTimeout = 10 * time.Second
 )
@@ -215,13 +217,13 @@ func (r *reader) stop(ctx context.Context, procDone <-chan struct{}) error {
 		<-r.woken // so that it cannot cut the goodbye below short
 	}
 	if err := r.confirm(true); err != nil {
-		r.s.c.log.Warn("could not confirm the final position at stop; it will be replayed", "error", err)
+		r.s.c.log.Warn("could not confirm the final position at stop; it will be replayed", "err", err)
 		return nil
 	}
 	r.s.c.log.Info("stopped streaming", "slot", r.s.c.cfg.Slot, "confirmed_lsn", r.sent.String())
 	_ = r.net.SetDeadline(time.Now().Add(ioTimeout))
 	if _, err := pglogrepl.SendStandbyCopyDone(context.Background(), r.conn); err != nil {
-		r.s.c.log.Debug("end replication stream", "error", err)
+		r.s.c.log.Debug("end replication stream", "err", err)
 	}
 	return nil
 }

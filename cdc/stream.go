@@ -15,7 +15,10 @@ import (
 
 const (
 	minBackoff = 100 * time.Millisecond
-	maxBackoff = 5 * time.Second
+	// maxBackoff is short so that streaming resumes within seconds of the
+	// network or the server coming back; an attempt a second costs the
+	// server next to nothing.
+	maxBackoff = time.Second
 	// busyRetry is how often a standby polls a slot another process holds.
 	busyRetry = time.Second
 	// healthySession is how long a session must have streamed for the next
@@ -71,15 +74,26 @@ func (c *Capture) Run(ctx context.Context) error {
 			}
 		}
 		delay := backoff
-		if errors.Is(err, errSlotBusy) {
+		switch {
+		case errors.Is(err, errStaleEnded):
+			delay = minBackoff
+		case errors.Is(err, errSlotBusy):
+			// The database answers; someone else streams.
+			c.outageSince = time.Time{}
 			if !waiting {
 				c.log.Info(fmt.Sprintf("slot %q is active in another process; waiting", c.cfg.Slot))
 				waiting = true
 			}
 			delay = busyRetry
-		} else {
-			c.log.Warn("replication stream interrupted; reconnecting",
-				"error", err, "retry_in", delay, "confirmed_lsn", c.ConfirmedLSN().String())
+		default:
+			// Once per outage: a retry a second would flood the log.
+			if c.outageSince.IsZero() {
+				c.outageSince = time.Now()
+				c.log.Warn("replication stream interrupted; reconnecting until the database answers",
+					"err", err, "confirmed_lsn", c.ConfirmedLSN().String())
+			} else {
+				c.log.Debug("reconnect", "err", err, "retry_in", delay)
+			}
 			backoff = min(backoff*2, maxBackoff)
 		}
 		t := time.NewTimer(delay)
@@ -91,6 +105,11 @@ func (c *Capture) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Holding reports whether this process holds the slot and streams from it
+// now: false while it connects, waits for another process that holds the
+// slot (the standby of a high-availability pair) or is cut off.
+func (c *Capture) Holding() bool { return c.holding.Load() }
 
 // session is one replication connection's life: checks, START_REPLICATION,
 // then a reader and a processor goroutine until either fails or ctx ends.
@@ -125,10 +144,15 @@ func (s *session) run(ctx context.Context) error {
 	s.streaming, s.startedAt = true, time.Now()
 	c.holding.Store(true)
 	defer c.holding.Store(false)
+	if err := s.rememberWalsender(ctx); err != nil {
+		return err
+	}
 	// Read the position only now that the slot is ours: a process that held
 	// it until a moment ago may have confirmed more meanwhile, and the
 	// server keeps whatever we confirm, even a step back.
-	slot, found, err := lookupSlot(ctx, s.meta, c.cfg.Slot)
+	qctx, cancel := withCatalogTimeout(ctx)
+	slot, found, err := lookupSlot(qctx, s.meta, c.cfg.Slot)
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -140,7 +164,13 @@ func (s *session) run(ctx context.Context) error {
 	// with a dead connection never counted.
 	c.confirmed.Store(uint64(start))
 	s.durable.store(start)
-	c.log.Info("streaming changes", "slot", c.cfg.Slot, "table", c.tableName(), "from_lsn", start.String())
+	if c.outageSince.IsZero() {
+		c.log.Info("streaming changes", "slot", c.cfg.Slot, "table", c.tableName(), "from_lsn", start.String())
+	} else {
+		c.log.Info("replication stream restored; streaming changes again", "slot", c.cfg.Slot,
+			"from_lsn", start.String(), "interrupted_for", time.Since(c.outageSince).Round(time.Millisecond).String())
+		c.outageSince = time.Time{}
+	}
 
 	s.ch = make(chan streamMsg, channelSize)
 	sctx, abort := context.WithCancelCause(ctx)
@@ -168,6 +198,8 @@ func (s *session) run(ctx context.Context) error {
 // are still as Setup left them.
 func (s *session) check(ctx context.Context) error {
 	c := s.c
+	ctx, cancel := withCatalogTimeout(ctx)
+	defer cancel()
 	info, found, err := lookupTable(ctx, s.meta, c.schema, c.table)
 	if err != nil {
 		return err
@@ -213,6 +245,13 @@ func (s *session) startReplication(ctx context.Context) error {
 	if errors.As(err, &pgErr) {
 		switch {
 		case pgErr.Code == codeObjectInUse:
+			ended, err := s.endStaleWalsender(ctx)
+			if err != nil {
+				return err
+			}
+			if ended {
+				return errStaleEnded
+			}
 			return errSlotBusy
 		case pgErr.Code == codeNotInPrereqs && strings.Contains(pgErr.Message, "can no longer get changes"):
 			return c.slotLost(slotInfo{confirmedFlush: c.ConfirmedLSN()})

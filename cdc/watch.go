@@ -36,10 +36,12 @@ func (p *processor) relation(ctx context.Context, data []byte) error {
 	for i, col := range msg.Columns {
 		oids[i] = col.DataType
 	}
-	if err := resolveTypes(ctx, p.s.meta, p.c.types, oids); err != nil {
+	qctx, cancel := withCatalogTimeout(ctx)
+	defer cancel()
+	if err := resolveTypes(qctx, p.s.meta, p.c.types, oids); err != nil {
 		return err
 	}
-	pk, err := primaryKey(ctx, p.s.meta, msg.RelationID)
+	pk, err := primaryKey(qctx, p.s.meta, msg.RelationID)
 	if err != nil {
 		return err
 	}
@@ -62,6 +64,8 @@ func (p *processor) relation(ctx context.Context, data []byte) error {
 // still exists under the configured name.
 func (p *processor) checkTable(ctx context.Context) error {
 	c := p.c
+	ctx, cancel := withCatalogTimeout(ctx)
+	defer cancel()
 	schema, table, found, err := currentName(ctx, p.s.meta, p.s.tableOID)
 	if err != nil {
 		return err

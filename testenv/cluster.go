@@ -1,6 +1,8 @@
 // Package testenv starts throwaway PostgreSQL clusters and recording HTTP
 // receivers, for walhook's tests and for the `walhook demo` command. The core
-// (Cluster, Receiver) needs no *testing.T; testing.go adds helpers built on it.
+// (Cluster, Receiver, Proxy) needs no test; testing.go adds helpers built on
+// it for anything that satisfies TB. The package does not import testing, so
+// that the binary that links it for its demo does not link the test framework.
 package testenv
 
 import (

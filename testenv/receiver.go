@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -64,7 +63,7 @@ func NewReceiver(respond Respond) *Receiver {
 }
 
 // StartReceiver starts a receiver that is closed when the test ends.
-func StartReceiver(t testing.TB, respond Respond) *Receiver {
+func StartReceiver(t TB, respond Respond) *Receiver {
 	t.Helper()
 	r := NewReceiver(respond)
 	t.Cleanup(r.Close)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -24,6 +23,19 @@ var shared struct {
 // cleanupTimeout bounds each helper query and cleanup step.
 const cleanupTimeout = time.Minute
 
+// TB is the part of testing.TB that testenv uses; *testing.T and *testing.B
+// satisfy it. testenv takes it instead of testing.TB so that it does not
+// import testing, which would link the test framework (and its flags) into
+// walhook's binary through the demo.
+type TB interface {
+	Helper()
+	Name() string
+	Context() context.Context
+	Cleanup(func())
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
 // Main runs the tests of a package that uses SharedCluster or NewDB: it
 // starts one cluster for the whole test binary, runs the tests, and stops the
 // cluster and removes it. A panicking test kills the process from its own
@@ -32,7 +44,7 @@ const cleanupTimeout = time.Minute
 // behind. Use it as
 //
 //	func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
-func Main(m *testing.M) (code int) {
+func Main(m interface{ Run() int }) (code int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	c, err := StartCluster(ctx, Options{})
 	cancel()
@@ -59,12 +71,12 @@ func Main(m *testing.M) (code int) {
 
 // SharedCluster returns the cluster started by Main, failing the test if
 // TestMain does not call Main.
-func SharedCluster(t testing.TB) *Cluster {
+func SharedCluster(t TB) *Cluster {
 	t.Helper()
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.cluster == nil {
-		t.Fatal("testenv: no shared cluster; add func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }")
+		t.Fatalf("testenv: no shared cluster; add func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }")
 	}
 	return shared.cluster
 }
@@ -72,7 +84,7 @@ func SharedCluster(t testing.TB) *Cluster {
 // NewCluster starts a private cluster, for tests that stop, restart or crash
 // PostgreSQL or change its settings; it is stopped and removed when the test
 // ends.
-func NewCluster(t testing.TB, opts Options) *Cluster {
+func NewCluster(t TB, opts Options) *Cluster {
 	t.Helper()
 	c, err := StartCluster(t.Context(), opts)
 	if err != nil {
@@ -98,13 +110,13 @@ type DB struct {
 // test ends its pool is closed and the database dropped, with its
 // publications and, after their walsenders are terminated, its replication
 // slots.
-func NewDB(t testing.TB) *DB {
+func NewDB(t TB) *DB {
 	t.Helper()
 	return NewDBOn(t, SharedCluster(t))
 }
 
 // NewDBOn is NewDB on cluster c, such as a private one from NewCluster.
-func NewDBOn(t testing.TB, c *Cluster) *DB {
+func NewDBOn(t TB, c *Cluster) *DB {
 	t.Helper()
 	name := dbName(t.Name())
 	dsn, err := c.CreateDatabase(t.Context(), name)
@@ -156,7 +168,7 @@ func opContext() (context.Context, context.CancelFunc) {
 }
 
 // Exec runs sql on the test database, failing the test on error.
-func (d *DB) Exec(t testing.TB, sql string, args ...any) {
+func (d *DB) Exec(t TB, sql string, args ...any) {
 	t.Helper()
 	ctx, cancel := opContext()
 	defer cancel()
@@ -167,7 +179,7 @@ func (d *DB) Exec(t testing.TB, sql string, args ...any) {
 
 // QueryRowScan runs a query that returns one row and scans it into dest,
 // failing the test on error, including when there is no row.
-func (d *DB) QueryRowScan(t testing.TB, sql string, args []any, dest ...any) {
+func (d *DB) QueryRowScan(t TB, sql string, args []any, dest ...any) {
 	t.Helper()
 	ctx, cancel := opContext()
 	defer cancel()
@@ -189,7 +201,7 @@ const UsersTableSQL = `CREATE TABLE public.users (
 )`
 
 // CreateUsersTable creates public.users (see UsersTableSQL).
-func (d *DB) CreateUsersTable(t testing.TB) {
+func (d *DB) CreateUsersTable(t TB) {
 	t.Helper()
 	d.Exec(t, UsersTableSQL)
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/cmd/walhook/internal/config"
 	"github.com/walhook/walhook/cmd/walhook/internal/metrics"
 	"github.com/walhook/walhook/dispatch"
@@ -44,15 +43,11 @@ func defaultAdminLimits() adminLimits {
 // openAdminPool returns the admin server's own small pool. It connects on
 // first use, so a database that is down does not stop walhook starting.
 func openAdminPool(cfg *config.Config) (*pgxpool.Pool, error) {
-	pc, err := pgxpool.ParseConfig(cfg.Database.URL)
+	pc, err := poolConfig(cfg, "walhook-admin", adminPoolConns)
 	if err != nil {
-		return nil, fmt.Errorf("database.url %s: %w", cdc.RedactConnString(cfg.Database.URL), err)
+		return nil, err
 	}
-	pc.MaxConns = adminPoolConns
 	pc.ConnConfig.ConnectTimeout = min(cfg.Database.ConnectTimeout, metrics.QueryTimeout)
-	if pc.ConnConfig.RuntimeParams["application_name"] == "" {
-		pc.ConnConfig.RuntimeParams["application_name"] = "walhook-admin"
-	}
 	return pgxpool.NewWithConfig(context.Background(), pc)
 }
 

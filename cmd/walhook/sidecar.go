@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/walhook/walhook/cdc"
+	"github.com/walhook/walhook/cdc/pgnet"
 	"github.com/walhook/walhook/cmd/walhook/internal/config"
 	"github.com/walhook/walhook/cmd/walhook/internal/metrics"
 	"github.com/walhook/walhook/dispatch"
@@ -102,14 +103,9 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 // login within the connect timeout.
 func connect(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
 	where := cdc.RedactConnString(cfg.Database.URL)
-	pc, err := pgxpool.ParseConfig(cfg.Database.URL)
+	pc, err := poolConfig(cfg, "walhook", int32(max(4, cfg.Delivery.Concurrency/4+4)))
 	if err != nil {
-		return nil, fmt.Errorf("database.url %s: %w", where, err)
-	}
-	pc.ConnConfig.ConnectTimeout = cfg.Database.ConnectTimeout
-	pc.MaxConns = int32(max(4, cfg.Delivery.Concurrency/4+4))
-	if pc.ConnConfig.RuntimeParams["application_name"] == "" {
-		pc.ConnConfig.RuntimeParams["application_name"] = "walhook"
+		return nil, err
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.Database.ConnectTimeout)
 	defer cancel()
@@ -124,6 +120,28 @@ func connect(ctx context.Context, cfg *config.Config) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("connect to database %s (connect_timeout %s): %w", where, cfg.Database.ConnectTimeout, connectCause(err))
 	}
 	return pool, nil
+}
+
+// poolConfig is the configuration of a pool of database.url: keepalives
+// and tcp_user_timeout on every connection, and a bounded liveness ping.
+func poolConfig(cfg *config.Config, application string, maxConns int32) (*pgxpool.Config, error) {
+	pc, err := pgxpool.ParseConfig(cfg.Database.URL)
+	if err == nil {
+		err = pgnet.Apply(&pc.ConnConfig.Config)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("database.url %s: %w", cdc.RedactConnString(cfg.Database.URL), err)
+	}
+	pc.ConnConfig.ConnectTimeout = cfg.Database.ConnectTimeout
+	pc.MaxConns = maxConns
+	// An idle connection frozen by a network partition would otherwise
+	// hold Acquire's liveness ping until the caller's own deadline; it is
+	// dropped instead, and Acquire tries another.
+	pc.PingTimeout = 5 * time.Second
+	if pc.ConnConfig.RuntimeParams["application_name"] == "" {
+		pc.ConnConfig.RuntimeParams["application_name"] = application
+	}
+	return pc, nil
 }
 
 // dispatchEndpoints turns the configured endpoints into dispatch's, with
@@ -158,6 +176,15 @@ func dispatchEndpoints(cfg *config.Config, log *slog.Logger) ([]dispatch.Endpoin
 // Run captures and delivers until ctx is cancelled (then drains and returns
 // nil) or capture meets a fatal error, which it returns.
 func (s *Sidecar) Run(ctx context.Context) error {
+	// The admin server first: probes answer (not ready) while the rest
+	// starts, and a port in use stops walhook before it captures anything.
+	if s.cfg.Admin.Listen != "" {
+		admin, err := s.startAdmin()
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -174,15 +201,6 @@ func (s *Sidecar) Run(ctx context.Context) error {
 		}
 	})
 	wg.Go(func() { s.monitorLag(ctx) })
-	if s.cfg.Admin.Listen != "" {
-		admin, err := s.startAdmin()
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return err
-		}
-		defer admin.Close()
-	}
 	s.log.Info("walhook running", "slot", s.cfg.Database.Slot, "table", s.cfg.Source.Table,
 		"endpoints", len(s.cfg.Endpoints), "schema", s.cfg.Database.Schema)
 	wg.Wait()

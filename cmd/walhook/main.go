@@ -50,6 +50,7 @@ Usage:
   walhook demo [-keep]            throwaway PostgreSQL + receiver + sidecar, scripted changes
   walhook status -config FILE     slot lag, pending and failed deliveries per endpoint
   walhook replay -config FILE     re-queue deliveries (-event ID | -endpoint NAME -status failed | -since TIME)
+  walhook backfill -config FILE   send existing rows as <prefix>.snapshot (-endpoint, -where, -chunk, -rate, -id, -cancel)
   walhook teardown -config FILE   drop the slot and publication (-schema: the side schema too)
   walhook secret                  print a new whsec_ secret
   walhook verify                  check a captured request's signature
@@ -72,6 +73,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return runStatus(ctx, rest, stdout, stderr)
 	case "replay":
 		return runReplay(ctx, rest, stdout, stderr)
+	case "backfill":
+		return runBackfill(ctx, rest, stdout, stderr)
 	case "teardown":
 		return runTeardown(ctx, rest, stdout, stderr)
 	case "secret":

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/walhook/walhook/backfill"
 	"github.com/walhook/walhook/dispatch"
 )
 
@@ -55,7 +56,15 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", e.Name, s.Pending, s.Failed, oldest)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	running, err := backfill.Running(ctx, pool, cfg.Database.Schema)
+	if err != nil {
+		return err
+	}
+	backfill.PrintStatus(stdout, running)
+	return nil
 }
 
 // runReplay implements `walhook replay`.

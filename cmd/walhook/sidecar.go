@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/walhook/walhook/backfill"
 	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/cmd/walhook/internal/config"
 	"github.com/walhook/walhook/dispatch"
@@ -57,17 +58,10 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 		pool.Close()
 		return nil, err
 	}
-	s.capture, err = cdc.New(cdc.Config{
-		ConnString:          cfg.Database.URL,
-		Slot:                cfg.Database.Slot,
-		Publication:         cfg.Database.Publication,
-		Table:               cfg.Source.Table,
-		EventPrefix:         cfg.Source.EventPrefix,
-		Columns:             cfg.Source.Columns,
-		ExcludeColumns:      cfg.Source.ExcludeColumns,
-		IgnoreUpdateColumns: cfg.Source.IgnoreUpdateColumns,
-		Logger:              log,
-	}, s.dispatcher)
+	capCfg := captureConfig(cfg)
+	capCfg.Backfill = backfill.NewLedger(pool, cfg.Database.Schema)
+	capCfg.Logger = log
+	s.capture, err = cdc.New(capCfg, s.dispatcher)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -77,6 +71,20 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 		return nil, err
 	}
 	return s, nil
+}
+
+// captureConfig is what capture needs of the configuration.
+func captureConfig(cfg *config.Config) cdc.Config {
+	return cdc.Config{
+		ConnString:          cfg.Database.URL,
+		Slot:                cfg.Database.Slot,
+		Publication:         cfg.Database.Publication,
+		Table:               cfg.Source.Table,
+		EventPrefix:         cfg.Source.EventPrefix,
+		Columns:             cfg.Source.Columns,
+		ExcludeColumns:      cfg.Source.ExcludeColumns,
+		IgnoreUpdateColumns: cfg.Source.IgnoreUpdateColumns,
+	}
 }
 
 // connect opens the pool and proves the database answers and accepts the

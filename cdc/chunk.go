@@ -1,0 +1,247 @@
+package cdc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// settleWait bounds how long Low waits for the transactions that were
+// committing as its mark committed (see Low).
+const settleWait = 500 * time.Millisecond
+
+// Snapshotter is the backfill process's side of the watermarks (backfill.go):
+// it emits the marks and reads the source table in primary-key chunks, only
+// the columns that may leave the database, in the text form pgoutput sends.
+// It holds one connection and is not safe for concurrent use.
+type Snapshotter struct {
+	conn    *pgx.Conn
+	slot    string
+	table   string // quoted
+	cols    []MarkColumn
+	key     []int    // positions in cols of the primary key, in key order
+	keyType []string // the key columns' SQL types, for the resume condition
+	where   string
+}
+
+// NewSnapshotter connects to cfg's database for a backfill of the rows of
+// cfg.Table that match where (SQL; "" for all).
+func NewSnapshotter(ctx context.Context, cfg Config, where string) (*Snapshotter, error) {
+	schema, table, err := parseTableName(cfg.Table)
+	if err != nil {
+		return nil, fmt.Errorf("cdc: %w", err)
+	}
+	conn, err := (&Capture{cfg: cfg}).connectSQL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &Snapshotter{conn: conn, slot: cfg.Slot, table: quoteIdent(schema) + "." + quoteIdent(table), where: where}
+	if err := s.describe(ctx, schema, table, newColumnFilter(&cfg)); err != nil {
+		closeConn(conn)
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the connection.
+func (s *Snapshotter) Close() { closeConn(s.conn) }
+
+// describe reads the exported columns and the primary key. Generated
+// columns are left out, as pgoutput leaves them out of the stream.
+func (s *Snapshotter) describe(ctx context.Context, schema, table string, f *columnFilter) error {
+	info, found, err := lookupTable(ctx, s.conn, schema, table)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return fmt.Errorf("source table %s does not exist", s.table)
+	}
+	pk, err := primaryKey(ctx, s.conn, info.oid)
+	if err != nil {
+		return err
+	}
+	if len(pk) == 0 {
+		return fmt.Errorf("source table %s has no primary key: a backfill reads it in key order", s.table)
+	}
+	rows, err := s.conn.Query(ctx, `
+		SELECT attname, atttypid, format_type(atttypid, atttypmod) FROM pg_attribute
+		WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = ''
+		ORDER BY attnum`, info.oid)
+	if err != nil {
+		return fmt.Errorf("look up columns of %s: %w", s.table, err)
+	}
+	types := map[string]string{}
+	pos := map[string]int{}
+	for rows.Next() {
+		var c MarkColumn
+		var typ string
+		if err := rows.Scan(&c.Name, &c.Type, &typ); err != nil {
+			return fmt.Errorf("look up columns of %s: %w", s.table, err)
+		}
+		types[c.Name] = typ
+		if f.exported(c.Name) {
+			pos[c.Name] = len(s.cols)
+			s.cols = append(s.cols, c)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("look up columns of %s: %w", s.table, err)
+	}
+	for _, k := range pk {
+		i, ok := pos[k]
+		if !ok {
+			return fmt.Errorf("primary key column %q of %s is excluded by source.columns or source.exclude_columns", k, s.table)
+		}
+		s.key, s.keyType = append(s.key, i), append(s.keyType, types[k])
+	}
+	return nil
+}
+
+// Estimate is the planner's estimate of the rows to read.
+func (s *Snapshotter) Estimate(ctx context.Context) (int64, error) {
+	var plan []struct {
+		Plan struct {
+			Rows float64 `json:"Plan Rows"`
+		} `json:"Plan"`
+	}
+	var raw []byte
+	if err := s.conn.QueryRow(ctx, "EXPLAIN (FORMAT JSON) SELECT 1 FROM "+s.table+s.whereSQL(false)).Scan(&raw); err != nil {
+		return 0, fmt.Errorf("estimate the rows of %s: %w", s.table, err)
+	}
+	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) == 0 {
+		return 0, fmt.Errorf("estimate the rows of %s: unexpected plan %q", s.table, raw)
+	}
+	return int64(plan[0].Plan.Rows), nil
+}
+
+func (s *Snapshotter) whereSQL(after bool) string {
+	var conds []string
+	if s.where != "" {
+		conds = append(conds, "("+s.where+")")
+	}
+	if after {
+		var cols, params []string
+		for n, i := range s.key {
+			cols = append(cols, quoteIdent(s.cols[i].Name))
+			params = append(params, "$"+strconv.Itoa(n+1)+"::"+s.keyType[n])
+		}
+		conds = append(conds, "("+strings.Join(cols, ", ")+") > ("+strings.Join(params, ", ")+")")
+	}
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
+}
+
+// emit commits a mark in a transaction of its own.
+func (s *Snapshotter) emit(ctx context.Context, mk *Mark) error {
+	mk.Slot = s.slot
+	content, err := json.Marshal(mk)
+	if err != nil {
+		return err
+	}
+	_, err = s.conn.Exec(ctx, "SELECT pg_logical_emit_message(true, $1, $2::text)", BackfillPrefix, string(content))
+	return err
+}
+
+// Low commits the LOW mark of chunk n of backfill id. It then waits (a
+// little) for the transactions that were in progress as it committed:
+// one whose commit record precedes the mark in the WAL may still be
+// invisible to a snapshot taken right after it, and the chunk read would
+// then miss a change the stream delivers before the window opens.
+func (s *Snapshotter) Low(ctx context.Context, id string, n int64) error {
+	if err := s.emit(ctx, &Mark{Kind: MarkLow, ID: id, Chunk: n}); err != nil {
+		return fmt.Errorf("emit LOW mark of chunk %d of backfill %s: %w", n, id, err)
+	}
+	var running []string
+	if err := s.conn.QueryRow(ctx, "SELECT coalesce(array_agg(x::text), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) x").Scan(&running); err != nil {
+		return fmt.Errorf("read transactions in progress: %w", err)
+	}
+	deadline := time.Now().Add(settleWait)
+	for len(running) > 0 && time.Now().Before(deadline) {
+		if err := s.conn.QueryRow(ctx, `SELECT coalesce(array_agg(x::text), '{}') FROM unnest($1::text[]) x
+			WHERE pg_xact_status(x::xid8) = 'in progress'`, running).Scan(&running); err != nil {
+			return fmt.Errorf("read transactions in progress: %w", err)
+		}
+		if len(running) > 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// Chunk reads up to limit rows after the key after (nil: from the start)
+// and commits them in the HIGH mark of chunk n of backfill id, for
+// endpoints. It returns the rows read and the key of the last one; with no
+// row it emits nothing.
+func (s *Snapshotter) Chunk(ctx context.Context, id string, n int64, after []string, limit int, endpoints []string) (int, []string, error) {
+	if after != nil && len(after) != len(s.key) {
+		return 0, nil, fmt.Errorf("resume key %q does not match the primary key of %s", after, s.table)
+	}
+	names := make([]string, len(s.cols))
+	for i, c := range s.cols {
+		names[i] = quoteIdent(c.Name)
+	}
+	order := make([]string, len(s.key))
+	for n, i := range s.key {
+		order[n] = names[i]
+	}
+	sql := "SELECT " + strings.Join(names, ", ") + " FROM " + s.table + s.whereSQL(after != nil) +
+		" ORDER BY " + strings.Join(order, ", ") + " LIMIT " + strconv.Itoa(limit)
+	params := make([][]byte, len(after))
+	for i, v := range after {
+		params[i] = []byte(v)
+	}
+	mk := &Mark{Kind: MarkHigh, ID: id, Chunk: n, Endpoints: endpoints, Columns: s.cols}
+	err := pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
+		// Text results: each value in its type's output form, as pgoutput
+		// sends it, for the capture to render the same way.
+		rr := s.conn.PgConn().ExecParams(ctx, sql, params, nil, nil, []int16{0})
+		for rr.NextRow() {
+			vals := rr.Values()
+			row := make([]*string, len(vals))
+			for i, v := range vals {
+				if v != nil {
+					str := string(v)
+					row[i] = &str
+				}
+			}
+			mk.Rows = append(mk.Rows, row)
+		}
+		if _, err := rr.Close(); err != nil {
+			return fmt.Errorf("read chunk %d of %s: %w", n, s.table, err)
+		}
+		if len(mk.Rows) == 0 {
+			return nil
+		}
+		last := mk.Rows[len(mk.Rows)-1]
+		for _, i := range s.key {
+			if last[i] == nil {
+				return errors.New("a primary key value is null")
+			}
+			mk.LastKey = append(mk.LastKey, *last[i])
+		}
+		if err := s.emit(ctx, mk); err != nil {
+			return fmt.Errorf("emit HIGH mark of chunk %d of backfill %s: %w", n, id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return len(mk.Rows), mk.LastKey, nil
+}
+
+// Cancel commits a mark that closes backfill id's open window, if any.
+func (s *Snapshotter) Cancel(ctx context.Context, id string) error {
+	if err := s.emit(ctx, &Mark{Kind: MarkCancel, ID: id}); err != nil {
+		return fmt.Errorf("emit cancel mark of backfill %s: %w", id, err)
+	}
+	return nil
+}

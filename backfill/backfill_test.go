@@ -70,6 +70,40 @@ func (s *sink) has(id string) bool {
 	return ok
 }
 
+// startCapture migrates the side schema and runs a capture of db's users
+// into s, with the backfill ledger, until the test ends. It returns the
+// capture's configuration (without the ledger), as the backfill takes it.
+func startCapture(ctx context.Context, t *testing.T, db *testenv.DB, s cdc.Sink) cdc.Config {
+	t.Helper()
+	if err := dispatch.Migrate(ctx, db.Pool, "walhook"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := cdc.Config{
+		ConnString: db.DSN, Slot: db.Name, Publication: "walhook", Table: "public.users",
+		ExcludeColumns: []string{"password_hash"},
+		Logger:         slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	capCfg := cfg
+	capCfg.Backfill = backfill.NewLedger(db.Pool, "walhook")
+	capture, err := cdc.New(capCfg, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := capture.Setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stopCapture := context.WithCancel(ctx)
+	captureDone := make(chan error, 1)
+	go func() { captureDone <- capture.Run(runCtx) }()
+	t.Cleanup(func() {
+		stopCapture()
+		if err := <-captureDone; err != nil {
+			t.Errorf("capture: %v", err)
+		}
+	})
+	return cfg
+}
+
 // writers runs n connections that update, delete and insert users at random
 // until stop is called; it returns how many transactions committed. A
 // statement is never cut off: one cancelled client-side may still commit
@@ -126,38 +160,13 @@ func TestBackfillDuringLiveChanges(t *testing.T) {
 	db.Exec(t, "INSERT INTO users (email, name) SELECT 'user' || g || '@example.com', 'user ' || g FROM generate_series(1, $1) g", users)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
 	defer cancel()
-	if err := dispatch.Migrate(ctx, db.Pool, "walhook"); err != nil {
-		t.Fatal(err)
-	}
-	cfg := cdc.Config{
-		ConnString: db.DSN, Slot: db.Name, Publication: "walhook", Table: "public.users",
-		ExcludeColumns: []string{"password_hash"},
-	}
 	s := &sink{body: map[string][]byte{}, failEvery: failEvery()}
-	capCfg := cfg
-	capCfg.Backfill = backfill.NewLedger(db.Pool, "walhook")
-	capCfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	capture, err := cdc.New(capCfg, s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := capture.Setup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stopCapture := context.WithCancel(ctx)
-	captureDone := make(chan error, 1)
-	go func() { captureDone <- capture.Run(runCtx) }()
-	defer func() {
-		stopCapture()
-		if err := <-captureDone; err != nil {
-			t.Errorf("capture: %v", err)
-		}
-	}()
+	cfg := startCapture(ctx, t, db, s)
 
 	stopWriters := writers(t, db, 4, users)
 	var progress bytes.Buffer
 	p, err := backfill.Run(ctx, db.Pool, "walhook", cfg, backfill.Options{
-		Endpoints: []string{"crm"}, Chunk: 200, Progress: &progress, Logger: capCfg.Logger,
+		Endpoints: []string{"crm"}, Chunk: 200, Progress: &progress, Logger: cfg.Logger,
 	})
 	commits := stopWriters()
 	if err != nil {
@@ -280,4 +289,86 @@ func slicesEqual(a, b []string) bool { return strings.Join(a, "\x00") == strings
 func failEvery() int {
 	n, _ := strconv.Atoi(os.Getenv("FAIL_EVERY"))
 	return n
+}
+
+// TestBackfillStatusResumeCancel runs a rate-limited backfill, interrupts
+// it, resumes it under the same id, finds it in Running while it runs, and
+// cancels it: the run stops with ErrCancelled, the capture ignores its
+// chunks, and it is no longer running.
+func TestBackfillStatusResumeCancel(t *testing.T) {
+	db := testenv.NewDB(t)
+	db.CreateUsersTable(t)
+	db.Exec(t, "INSERT INTO users (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, 3000) g")
+	db.Exec(t, "ANALYZE users") // the estimate comes from the planner
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+	defer cancel()
+	s := &sink{body: map[string][]byte{}}
+	cfg := startCapture(ctx, t, db, s)
+	opts := backfill.Options{ID: "slow", Endpoints: []string{"crm"}, Chunk: 100, Rate: 500}
+
+	// Interrupted after about half a second: resumable.
+	runCtx, interrupt := context.WithTimeout(ctx, 500*time.Millisecond)
+	p, err := backfill.Run(runCtx, db.Pool, "walhook", cfg, opts)
+	interrupt()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("interrupted run returned %v, want the context's error", err)
+	}
+	first := p.ChunksDone
+
+	opts.Rate, opts.Endpoints = 200, nil // a resumed backfill keeps its own settings
+	done := make(chan error, 1)
+	var final backfill.Progress
+	go func() {
+		var err error
+		final, err = backfill.Run(ctx, db.Pool, "walhook", cfg, opts)
+		done <- err
+	}()
+	var running []backfill.Progress
+	deadline := time.Now().Add(waitTimeout)
+	for len(running) == 0 || running[0].ChunksDone <= first {
+		if time.Now().After(deadline) {
+			t.Fatalf("the resumed backfill made no progress past chunk %d: %+v", first, running)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if running, err = backfill.Running(ctx, db.Pool, "walhook"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var status bytes.Buffer
+	backfill.PrintStatus(&status, running)
+	t.Logf("status:\n%s", status.String())
+	if !strings.Contains(status.String(), "backfill slow: every row to crm") || !strings.Contains(status.String(), "of ~3000 rows") {
+		t.Errorf("status does not show the backfill:\n%s", status.String())
+	}
+
+	ok, err := backfill.Cancel(ctx, db.Pool, "walhook", cfg, "slow")
+	if err != nil || !ok {
+		t.Fatalf("Cancel = %v, %v", ok, err)
+	}
+	if err := <-done; !errors.Is(err, backfill.ErrCancelled) {
+		t.Errorf("cancelled run returned %v, want ErrCancelled", err)
+	}
+	if final.RowsRead >= 3000 {
+		t.Errorf("the cancelled backfill read all %d rows", final.RowsRead)
+	}
+	if running, _ := backfill.Running(ctx, db.Pool, "walhook"); len(running) != 0 {
+		t.Errorf("still running after cancel: %+v", running)
+	}
+	if _, err := backfill.Run(ctx, db.Pool, "walhook", cfg, opts); !errors.Is(err, backfill.ErrCancelled) {
+		t.Errorf("running a cancelled backfill again returned %v, want ErrCancelled", err)
+	}
+	// Every row sent went out once, as a snapshot to crm.
+	snapshots := 0
+	s.mu.Lock()
+	for _, e := range s.events {
+		if e.Type == "user.snapshot" {
+			snapshots++
+		}
+	}
+	s.mu.Unlock()
+	var sent int64
+	db.QueryRowScan(t, "SELECT rows_sent FROM walhook.backfills WHERE id = 'slow'", nil, &sent)
+	if int64(snapshots) != sent {
+		t.Errorf("%d snapshot events for %d rows recorded sent", snapshots, sent)
+	}
 }

@@ -12,6 +12,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// maxChunkBytes bounds the values a chunk carries, whatever its row count:
+// wide rows end a chunk early, so that memory stays bounded in both
+// processes and the HIGH mark stays far below the 1 GB a message can hold.
+const maxChunkBytes = 64 << 20
+
 // settleWait bounds how long Low waits for the transactions that were
 // committing as its mark committed (see Low).
 const settleWait = 500 * time.Millisecond
@@ -176,8 +181,8 @@ func (s *Snapshotter) Low(ctx context.Context, id string, n int64) error {
 	return nil
 }
 
-// Chunk reads up to limit rows after the key after (nil: from the start)
-// and commits them in the HIGH mark of chunk n of backfill id, for
+// Chunk reads up to limit rows (fewer if they hold more than maxChunkBytes)
+// after the key after (nil: from the start) and commits them in the HIGH mark of chunk n of backfill id, for
 // endpoints. It returns the rows read and the key of the last one; with no
 // row it emits nothing.
 func (s *Snapshotter) Chunk(ctx context.Context, id string, n int64, after []string, limit int, endpoints []string) (int, []string, error) {
@@ -203,13 +208,15 @@ func (s *Snapshotter) Chunk(ctx context.Context, id string, n int64, after []str
 		// Text results: each value in its type's output form, as pgoutput
 		// sends it, for the capture to render the same way.
 		rr := s.conn.PgConn().ExecParams(ctx, sql, params, nil, nil, []int16{0})
-		for rr.NextRow() {
+		size := 0
+		for size < maxChunkBytes && rr.NextRow() {
 			vals := rr.Values()
 			row := make([]*string, len(vals))
 			for i, v := range vals {
 				if v != nil {
 					str := string(v)
 					row[i] = &str
+					size += len(v)
 				}
 			}
 			mk.Rows = append(mk.Rows, row)

@@ -142,13 +142,16 @@ func (r *runner) loop(ctx context.Context, p Progress) (Progress, error) {
 	lastProgress := time.Now()
 	for {
 		n := p.ChunksDone + 1
+		began := time.Now()
 		if err := r.snap.Low(ctx, p.ID, n); err != nil {
 			return p, err
 		}
+		low := time.Since(began)
 		rows, _, err := r.snap.Chunk(ctx, p.ID, n, p.LastKey, p.ChunkSize, p.Endpoints)
 		if err != nil {
 			return p, err
 		}
+		read := time.Since(began) - low
 		if rows == 0 {
 			if _, err := r.l.finish(ctx, p.ID, "done"); err != nil {
 				return p, err
@@ -162,6 +165,8 @@ func (r *runner) loop(ctx context.Context, p Progress) (Progress, error) {
 		if err != nil {
 			return p, err
 		}
+		r.log.Debug("chunk", "backfill", p.ID, "chunk", n, "rows", rows, "recorded", recorded,
+			"low", low, "read", read, "wait", time.Since(began)-low-read)
 		switch {
 		case next.State == "cancelled":
 			return next, fmt.Errorf("backfill %s: %w", p.ID, ErrCancelled)

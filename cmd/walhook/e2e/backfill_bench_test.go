@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -84,7 +85,7 @@ func BenchmarkBackfill(b *testing.B) {
 			}
 		}()
 		began := time.Now()
-		bf := start(b, "backfill", "-config", cfg)
+		bf := start(b, "backfill", "-config", cfg, "-log-level", cmp.Or(os.Getenv("BACKFILL_LOG"), "info"))
 		select {
 		case <-bf.done:
 		case <-time.After(time.Hour):
@@ -116,7 +117,7 @@ func BenchmarkBackfill(b *testing.B) {
 		b.ReportMetric(pct(0.99), "live-p99-ms")
 		b.ReportMetric(pct(1), "live-max-ms")
 		b.Logf("backfill of %d rows: %s; all delivered after %s; %d live events; backfill output:\n%s",
-			rows, backfilled.Round(time.Millisecond), delivered.Round(time.Millisecond), live, tail(bf.out.String(), 600))
+			rows, backfilled.Round(time.Millisecond), delivered.Round(time.Millisecond), live, tail(bf.out.String(), 3000))
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,29 +137,33 @@ func backfillRows(db *testenv.DB, id string) (read int64, state string) {
 }
 
 // TestBackfillUnderLiveChangesAndKills is the acceptance case of issue 11
-// item 4, with 20,000 users (100,000 take too long on the shared test
-// machine; BenchmarkBackfill runs larger ones): a backfill runs while four
+// item 4, with 20,000 users (BACKFILL_E2E_USERS=100000 for the issue's
+// full size, which takes minutes on the shared test machine;
+// BenchmarkBackfill runs a million): a backfill runs while four
 // connections update, delete and insert users all over the table, walhook
 // is SIGKILLed twice and the backfill process once. At the end, for every
 // user, the last event the receiver got matches the row (or the row is gone
 // and the last event is a delete); no id came with two bodies; every stored
 // event was received; no user got two snapshots.
 func TestBackfillUnderLiveChangesAndKills(t *testing.T) {
-	const users = 20000
+	users := 20000
+	if s := os.Getenv("BACKFILL_E2E_USERS"); s != "" {
+		users, _ = strconv.Atoi(s) // 100000 for the issue's full size
+	}
 	const id = "e2e"
 	rcv := newLastReceiver(t)
 	e := newFaultEnv(t, nil, rcv.srv.URL, nil)
 	e.db.Exec(t, backfillSeedSQL, users)
 	e.db.Exec(t, "ANALYZE users")
 	p := e.run(t)
-	stopWriters := spreadWriters(t, e.db, 4, users)
+	stopWriters := spreadWriters(t, e.db, 4, int64(users))
 
 	bf := start(t, "backfill", "-config", e.cfg, "-id", id, "-chunk", "500")
 	// reach waits for the backfill to have read n rows.
-	reach := func(n int64) {
+	reach := func(n int) {
 		eventually(t, 5*time.Minute, fmt.Sprintf("backfill read %d rows", n), func() (bool, string) {
 			read, state := backfillRows(e.db, id)
-			return read >= n || state == "done", fmt.Sprintf("%d rows, %s", read, state)
+			return read >= int64(n) || state == "done", fmt.Sprintf("%d rows, %s", read, state)
 		})
 	}
 	killSidecar := func() {

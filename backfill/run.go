@@ -48,7 +48,8 @@ type Options struct {
 	Rate float64
 	// Progress receives a progress line every second; nil for none.
 	Progress io.Writer
-	Logger   *slog.Logger
+	// Logger receives the component's logs; nil discards them.
+	Logger *slog.Logger
 }
 
 // Run runs a backfill (SPEC §10) of the table capture describes, whose

@@ -65,7 +65,7 @@ func BenchmarkBackfill(b *testing.B) {
 				FROM generate_series($1::int, $2::int) g`, done+1, min(done+100000, rows))
 		}
 		db.Exec(b, "VACUUM ANALYZE users")
-		startAttached(b, db, cfg, "-log-level", "warn")
+		sidecar := startAttached(b, db, cfg, "-log-level", "warn")
 
 		stopLive := make(chan struct{})
 		liveDone := make(chan int)
@@ -116,6 +116,7 @@ func BenchmarkBackfill(b *testing.B) {
 		b.ReportMetric(pct(0.50), "live-p50-ms")
 		b.ReportMetric(pct(0.99), "live-p99-ms")
 		b.ReportMetric(pct(1), "live-max-ms")
+		b.ReportMetric(float64(sidecar.peakRSS(b))/(1<<20), "sidecar-peak-MiB")
 		b.Logf("backfill of %d rows: %s; all delivered after %s; %d live events; backfill output:\n%s",
 			rows, backfilled.Round(time.Millisecond), delivered.Round(time.Millisecond), live, tail(bf.out.String(), 3000))
 	}

@@ -422,3 +422,50 @@ func TestBackfillCompositeKeyAndWhere(t *testing.T) {
 		t.Errorf("%d events, %d of them not the matching rows in key order (want %d rows)", len(events), mismatches, want)
 	}
 }
+
+// TestBackfillIgnoresForgedMarks: any role may emit logical decoding
+// messages. Marks for a running backfill's next chunk without its token
+// emit nothing, and the backfill goes on undisturbed.
+func TestBackfillIgnoresForgedMarks(t *testing.T) {
+	db := testenv.NewDB(t)
+	db.CreateUsersTable(t)
+	db.Exec(t, "INSERT INTO users (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, 300) g")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+	defer cancel()
+	s := &sink{body: map[string][]byte{}}
+	cfg := startCapture(ctx, t, db, s)
+	done := make(chan error, 1)
+	go func() {
+		_, err := backfill.Run(ctx, db.Pool, "walhook", cfg, backfill.Options{ID: "real", Endpoints: []string{"crm"}, Chunk: 100, Rate: 50})
+		done <- err
+	}()
+	// While the backfill sleeps after its first chunk, forge the second.
+	for {
+		if p, _ := backfill.Running(ctx, db.Pool, "walhook"); len(p) == 1 && p[0].ChunksDone == 1 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, kind := range []string{"low", "high"} {
+		mark := fmt.Sprintf(`{"kind":%q,"slot":%q,"id":"real","token":"guess","chunk":2,"endpoints":["crm"],
+			"columns":[{"name":"id","type":20},{"name":"email","type":25}],"rows":[["999999","forged@example.com"]],"last_key":["999999"]}`, kind, db.Name)
+		db.Exec(t, "SELECT pg_logical_emit_message(true, 'walhook.backfill', $1::text)", mark)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snapshots := 0
+	for _, e := range s.events {
+		if e.UserID == "999999" {
+			t.Errorf("a forged mark emitted %s: %s", e.ID, e.Body)
+		}
+		if e.Type == "user.snapshot" {
+			snapshots++
+		}
+	}
+	if snapshots != 300 {
+		t.Errorf("%d snapshots, want 300", snapshots)
+	}
+}

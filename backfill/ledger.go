@@ -34,16 +34,15 @@ func NewLedger(pool *pgxpool.Pool, schema string) *Ledger {
 func (l *Ledger) sql(s string) string { return strings.ReplaceAll(s, "{{backfills}}", l.table) }
 
 // Next implements cdc.Ledger.
-func (l *Ledger) Next(ctx context.Context, id string) (int64, error) {
-	var next int64
-	err := l.pool.QueryRow(ctx, l.sql(`SELECT chunks_done + 1 FROM {{backfills}} WHERE id = $1 AND state = 'running'`), id).Scan(&next)
+func (l *Ledger) Next(ctx context.Context, id string) (chunk int64, token string, err error) {
+	err = l.pool.QueryRow(ctx, l.sql(`SELECT chunks_done + 1, token FROM {{backfills}} WHERE id = $1 AND state = 'running'`), id).Scan(&chunk, &token)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
+		return 0, "", nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read backfill %s: %w", id, err)
+		return 0, "", fmt.Errorf("read backfill %s: %w", id, err)
 	}
-	return next, nil
+	return chunk, token, nil
 }
 
 // Done implements cdc.Ledger.
@@ -74,15 +73,17 @@ type Progress struct {
 	State      string // running, done or cancelled
 	StartedAt  time.Time
 	UpdatedAt  time.Time
+
+	token string // see cdc.Mark.Token; never shown
 }
 
 const progressColumns = `id, endpoints, where_sql, chunk_size, last_key, chunks_done, rows_read, rows_sent,
-	estimate, state, started_at, updated_at`
+	estimate, state, started_at, updated_at, token`
 
 func scanProgress(row pgx.Row) (Progress, error) {
 	var p Progress
 	err := row.Scan(&p.ID, &p.Endpoints, &p.Where, &p.ChunkSize, &p.LastKey, &p.ChunksDone, &p.RowsRead, &p.RowsSent,
-		&p.Estimate, &p.State, &p.StartedAt, &p.UpdatedAt)
+		&p.Estimate, &p.State, &p.StartedAt, &p.UpdatedAt, &p.token)
 	return p, err
 }
 
@@ -100,8 +101,8 @@ func (l *Ledger) Get(ctx context.Context, id string) (p Progress, found bool, er
 
 // create inserts a new running backfill.
 func (l *Ledger) create(ctx context.Context, p Progress) error {
-	_, err := l.pool.Exec(ctx, l.sql(`INSERT INTO {{backfills}} (id, endpoints, where_sql, chunk_size, estimate)
-		VALUES ($1, $2, $3, $4, $5)`), p.ID, p.Endpoints, p.Where, p.ChunkSize, p.Estimate)
+	_, err := l.pool.Exec(ctx, l.sql(`INSERT INTO {{backfills}} (id, token, endpoints, where_sql, chunk_size, estimate)
+		VALUES ($1, $2, $3, $4, $5, $6)`), p.ID, p.token, p.Endpoints, p.Where, p.ChunkSize, p.Estimate)
 	if err != nil {
 		return fmt.Errorf("create backfill %s: %w", p.ID, err)
 	}

@@ -108,9 +108,9 @@ func (l *Ledger) start(ctx context.Context, opts Options) (p Progress, resumed b
 			return p, found, err
 		}
 	}
-	p = Progress{ID: opts.ID, Endpoints: opts.Endpoints, Where: opts.Where, ChunkSize: opts.Chunk, State: "running"}
+	p = Progress{ID: opts.ID, Endpoints: opts.Endpoints, Where: opts.Where, ChunkSize: opts.Chunk, State: "running", token: random(16)}
 	if p.ID == "" {
-		p.ID = newID()
+		p.ID = "bf-" + time.Now().UTC().Format("20060102-150405") + "-" + random(2)
 	}
 	if p.ChunkSize <= 0 {
 		p.ChunkSize = DefaultChunk
@@ -121,11 +121,13 @@ func (l *Ledger) start(ctx context.Context, opts Options) (p Progress, resumed b
 	return p, false, nil
 }
 
-// newID is a backfill id that sorts by start time: bf-20261128-094700-1a2b.
-func newID() string {
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	return "bf-" + time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
+// random returns n random bytes in hex. A new backfill's id is the time
+// and 2 of them (bf-20261128-094700-1a2b), so that ids sort by start time;
+// its token is 16.
+func random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 type runner struct {
@@ -144,11 +146,11 @@ func (r *runner) loop(ctx context.Context, p Progress) (Progress, error) {
 	for {
 		n := p.ChunksDone + 1
 		began := time.Now()
-		if err := r.snap.Low(ctx, p.ID, n); err != nil {
+		if err := r.snap.Low(ctx, p.ID, p.token, n); err != nil {
 			return p, err
 		}
 		low := time.Since(began)
-		rows, _, err := r.snap.Chunk(ctx, p.ID, n, p.LastKey, p.ChunkSize, p.Endpoints)
+		rows, _, err := r.snap.Chunk(ctx, p.ID, p.token, n, p.LastKey, p.ChunkSize, p.Endpoints)
 		if err != nil {
 			return p, err
 		}
@@ -220,7 +222,12 @@ func (r *runner) print(p Progress, final bool) {
 // and the sidecar drops the chunk it may have open. It reports whether the
 // backfill was running.
 func Cancel(ctx context.Context, pool *pgxpool.Pool, schema string, capture cdc.Config, id string) (bool, error) {
-	ok, err := NewLedger(pool, schema).finish(ctx, id, "cancelled")
+	l := NewLedger(pool, schema)
+	p, found, err := l.Get(ctx, id)
+	if err != nil || !found {
+		return false, err
+	}
+	ok, err := l.finish(ctx, id, "cancelled")
 	if err != nil || !ok {
 		return ok, err
 	}
@@ -229,7 +236,7 @@ func Cancel(ctx context.Context, pool *pgxpool.Pool, schema string, capture cdc.
 		return true, err
 	}
 	defer snap.Close()
-	return true, snap.Cancel(ctx, id)
+	return true, snap.Cancel(ctx, id, p.token)
 }
 
 // Endpoints checks the endpoint names asked for against those configured;

@@ -35,8 +35,11 @@ type Mark struct {
 	Kind string `json:"kind"`
 	// Slot names the deployment the mark is for: messages reach every
 	// logical decoding slot of the database, whatever its publication.
-	Slot  string `json:"slot"`
-	ID    string `json:"id"`
+	Slot string `json:"slot"`
+	ID   string `json:"id"`
+	// Token is the backfill's secret (Ledger.Next): any role may emit
+	// logical decoding messages, so a mark without it is ignored.
+	Token string `json:"token"`
 	Chunk int64  `json:"chunk,omitempty"`
 
 	// The rest is set on HIGH marks only.
@@ -63,8 +66,9 @@ type MarkColumn struct {
 // it. Capture calls it from the stream's goroutine.
 type Ledger interface {
 	// Next returns the chunk number backfill id accepts next (chunks done
-	// plus one), or 0 where it accepts none (unknown, done or cancelled).
-	Next(ctx context.Context, id string) (int64, error)
+	// plus one), or 0 where it accepts none (unknown, done or cancelled),
+	// and the backfill's token, which its marks must carry.
+	Next(ctx context.Context, id string) (chunk int64, token string, err error)
 	// Done records chunk n of backfill id as done: read rows read, sent of
 	// them emitted, and lastKey where the next chunk starts. Capture calls it
 	// after the chunk's events were written and before its position passes

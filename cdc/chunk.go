@@ -155,13 +155,13 @@ func (s *Snapshotter) emit(ctx context.Context, mk *Mark) error {
 	return err
 }
 
-// Low commits the LOW mark of chunk n of backfill id. It then waits (a
+// Low commits the LOW mark of chunk n of backfill id, whose token is token. It then waits (a
 // little) for the transactions that were in progress as it committed:
 // one whose commit record precedes the mark in the WAL may still be
 // invisible to a snapshot taken right after it, and the chunk read would
 // then miss a change the stream delivers before the window opens.
-func (s *Snapshotter) Low(ctx context.Context, id string, n int64) error {
-	if err := s.emit(ctx, &Mark{Kind: MarkLow, ID: id, Chunk: n}); err != nil {
+func (s *Snapshotter) Low(ctx context.Context, id, token string, n int64) error {
+	if err := s.emit(ctx, &Mark{Kind: MarkLow, ID: id, Token: token, Chunk: n}); err != nil {
 		return fmt.Errorf("emit LOW mark of chunk %d of backfill %s: %w", n, id, err)
 	}
 	var running []string
@@ -185,7 +185,7 @@ func (s *Snapshotter) Low(ctx context.Context, id string, n int64) error {
 // after the key after (nil: from the start) and commits them in the HIGH mark of chunk n of backfill id, for
 // endpoints. It returns the rows read and the key of the last one; with no
 // row it emits nothing.
-func (s *Snapshotter) Chunk(ctx context.Context, id string, n int64, after []string, limit int, endpoints []string) (int, []string, error) {
+func (s *Snapshotter) Chunk(ctx context.Context, id, token string, n int64, after []string, limit int, endpoints []string) (int, []string, error) {
 	if after != nil && len(after) != len(s.key) {
 		return 0, nil, fmt.Errorf("resume key %q does not match the primary key of %s", after, s.table)
 	}
@@ -203,7 +203,7 @@ func (s *Snapshotter) Chunk(ctx context.Context, id string, n int64, after []str
 	for i, v := range after {
 		params[i] = []byte(v)
 	}
-	mk := &Mark{Kind: MarkHigh, ID: id, Chunk: n, Endpoints: endpoints, Columns: s.cols}
+	mk := &Mark{Kind: MarkHigh, ID: id, Token: token, Chunk: n, Endpoints: endpoints, Columns: s.cols}
 	err := pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
 		// Text results: each value in its type's output form, as pgoutput
 		// sends it, for the capture to render the same way.
@@ -246,8 +246,8 @@ func (s *Snapshotter) Chunk(ctx context.Context, id string, n int64, after []str
 }
 
 // Cancel commits a mark that closes backfill id's open window, if any.
-func (s *Snapshotter) Cancel(ctx context.Context, id string) error {
-	if err := s.emit(ctx, &Mark{Kind: MarkCancel, ID: id}); err != nil {
+func (s *Snapshotter) Cancel(ctx context.Context, id, token string) error {
+	if err := s.emit(ctx, &Mark{Kind: MarkCancel, ID: id, Token: token}); err != nil {
 		return fmt.Errorf("emit cancel mark of backfill %s: %w", id, err)
 	}
 	return nil

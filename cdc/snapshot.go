@@ -39,13 +39,34 @@ func (p *processor) message(ctx context.Context, data []byte) error {
 	}
 	switch mk.Kind {
 	case MarkLow:
-		p.wm.low(mk.ID, mk.Chunk, p.tx.lsn, time.Now())
+		if ok, err := p.accepts(ctx, &mk); !ok || err != nil {
+			return err
+		}
+		p.wm.low(mk.ID, mk.Token, mk.Chunk, p.tx.lsn, time.Now())
 	case MarkCancel:
-		p.wm.cancel(mk.ID)
+		p.wm.cancel(mk.ID, mk.Token)
 	case MarkHigh:
 		return p.high(ctx, &mk)
 	}
 	return nil
+}
+
+// accepts reports whether mk's chunk is the next one of a running backfill
+// and carries its token.
+func (p *processor) accepts(ctx context.Context, mk *Mark) (bool, error) {
+	next, token, err := p.c.cfg.Backfill.Next(ctx, mk.ID)
+	if err != nil {
+		return false, fmt.Errorf("read progress of backfill %s: %w", mk.ID, err)
+	}
+	if next != 0 && mk.Token != token {
+		p.c.log.Warn("ignored a backfill mark with a wrong token: another role emitted it", "backfill", mk.ID, "chunk", mk.Chunk)
+		return false, nil
+	}
+	if next != mk.Chunk {
+		p.c.log.Debug("ignored a mark of a chunk that is not the next one", "backfill", mk.ID, "chunk", mk.Chunk, "next", next)
+		return false, nil
+	}
+	return true, nil
 }
 
 // high emits the rows of a chunk whose window is open and that its backfill
@@ -56,16 +77,11 @@ func (p *processor) high(ctx context.Context, mk *Mark) error {
 		p.c.log.Debug("ignored a HIGH mark without its window", "backfill", mk.ID, "chunk", mk.Chunk)
 		return nil
 	}
-	next, err := p.c.cfg.Backfill.Next(ctx, mk.ID)
-	if err != nil {
-		return fmt.Errorf("read progress of backfill %s: %w", mk.ID, err)
-	}
-	if next != mk.Chunk {
-		p.c.log.Debug("ignored a chunk that is not the next one", "backfill", mk.ID, "chunk", mk.Chunk, "next", next)
-		return nil
+	if ok, err := p.accepts(ctx, mk); !ok || err != nil {
+		return err
 	}
 	rel, err := p.snapshotRelation(ctx, mk.Columns)
-	if err != nil {
+	if err != nil || rel == nil {
 		return err
 	}
 	typ := p.c.cfg.EventPrefix + ".snapshot"
@@ -73,12 +89,17 @@ func (p *processor) high(ctx context.Context, mk *Mark) error {
 	if endpoints == nil {
 		endpoints = []string{} // none named: none, rather than by subscription
 	}
+	for i, r := range mk.Rows {
+		if len(r) != len(rel.cols) {
+			// Not fatal: the message stays in the WAL, the sidecar would
+			// fail on it at every start.
+			p.c.log.Warn("ignored a backfill chunk whose rows do not match its columns", "backfill", mk.ID, "chunk", mk.Chunk, "row", i)
+			return nil
+		}
+	}
 	var sent int64
 	var row []tupleValue
 	for i, r := range mk.Rows {
-		if len(r) != len(rel.cols) {
-			return fatal(fmt.Errorf("chunk %d of backfill %s: row %d has %d columns, not %d", mk.Chunk, mk.ID, i, len(r), len(rel.cols)))
-		}
 		row = row[:0]
 		for _, v := range r {
 			if v == nil {
@@ -126,7 +147,7 @@ func (p *processor) recordChunk(ctx context.Context, end pglogrepl.LSN) error {
 
 // snapshotRelation is the source table as a HIGH mark's columns describe
 // it, with the table's current primary key; it is cached while the columns
-// stay the same.
+// stay the same. It is nil, with a warning, where the columns lack the key.
 func (p *processor) snapshotRelation(ctx context.Context, cols []MarkColumn) (*relation, error) {
 	var sig strings.Builder
 	for _, c := range cols {
@@ -152,8 +173,9 @@ func (p *processor) snapshotRelation(ctx context.Context, cols []MarkColumn) (*r
 		return nil, err
 	}
 	rel := newRelation(&msg, p.c.types, pk, p.c.filter)
-	if len(rel.key) == 0 {
-		return nil, fatal(fmt.Errorf("backfill rows lack the primary key of %s", p.c.tableName()))
+	if len(rel.key) == 0 || len(pk) == 0 {
+		p.c.log.Warn("ignored a backfill chunk whose columns lack the primary key", "table", p.c.tableName())
+		return nil, nil
 	}
 	p.snapRel, p.snapSig = rel, sig.String()
 	return rel, nil

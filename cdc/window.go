@@ -25,6 +25,7 @@ type watermarks struct {
 // window is one chunk between its LOW and HIGH marks.
 type window struct {
 	chunk int64
+	token string
 	// low is the LOW transaction's commit LSN: the position is held there
 	// while the window is open, so that after a crash the stream replays
 	// the LOW mark and every live change after it.
@@ -51,14 +52,14 @@ type acceptedChunk struct {
 // the same chunk (a backfill process that restarted, or a second try) keeps
 // the earlier window: a wider window drops more rows, and a dropped row
 // always has a live event at least as new.
-func (w *watermarks) low(id string, n int64, lsn pglogrepl.LSN, now time.Time) {
+func (w *watermarks) low(id, token string, n int64, lsn pglogrepl.LSN, now time.Time) {
 	if cur := w.open[id]; cur != nil && cur.chunk == n {
 		return
 	}
 	if w.open == nil {
 		w.open = make(map[string]*window)
 	}
-	w.open[id] = &window{chunk: n, low: lsn, opened: now, live: make(map[string]struct{})}
+	w.open[id] = &window{chunk: n, token: token, low: lsn, opened: now, live: make(map[string]struct{})}
 }
 
 // noteLive records a live event of user while windows are open.
@@ -80,8 +81,12 @@ func (w *watermarks) high(id string, n int64) (win *window, ok bool) {
 	return win, true
 }
 
-// cancel forgets the window of backfill id.
-func (w *watermarks) cancel(id string) { delete(w.open, id) }
+// cancel forgets the window of backfill id, if token is the backfill's.
+func (w *watermarks) cancel(id, token string) {
+	if win := w.open[id]; win != nil && win.token == token {
+		delete(w.open, id)
+	}
+}
 
 // expire closes the windows open longer than windowTimeout and returns the
 // ids of those it closed.

@@ -12,7 +12,7 @@ func TestWatermarksDropUsersChangedInTheWindow(t *testing.T) {
 	var w watermarks
 	now := time.Now()
 	w.noteLive("1") // before LOW: not the window's business
-	w.low("bf", 1, 100, now)
+	w.low("bf", "tok", 1, 100, now)
 	w.noteLive("2")
 	w.noteLive("3")
 	win, ok := w.high("bf", 1)
@@ -34,7 +34,7 @@ func TestWatermarksHighWithoutItsLow(t *testing.T) {
 	if _, ok := w.high("bf", 1); ok {
 		t.Error("HIGH without LOW found a window")
 	}
-	w.low("bf", 2, 100, time.Now())
+	w.low("bf", "tok", 2, 100, time.Now())
 	if _, ok := w.high("bf", 1); ok {
 		t.Error("HIGH of chunk 1 took the window of chunk 2")
 	}
@@ -46,9 +46,9 @@ func TestWatermarksHighWithoutItsLow(t *testing.T) {
 func TestWatermarksRepeatedLowKeepsTheWiderWindow(t *testing.T) {
 	var w watermarks
 	now := time.Now()
-	w.low("bf", 1, 100, now)
+	w.low("bf", "tok", 1, 100, now)
 	w.noteLive("7")
-	w.low("bf", 1, 200, now) // the backfill process restarted and read the chunk again
+	w.low("bf", "tok", 1, 200, now) // the backfill process restarted and read the chunk again
 	if h := w.hold(); h != 100 {
 		t.Errorf("hold = %s, want the first LOW's 0/64", h)
 	}
@@ -57,8 +57,8 @@ func TestWatermarksRepeatedLowKeepsTheWiderWindow(t *testing.T) {
 		t.Error("the change between the two LOW marks was forgotten")
 	}
 	// A LOW of the next chunk replaces a window that never got its HIGH.
-	w.low("bf", 2, 300, now)
-	w.low("bf", 3, 400, now)
+	w.low("bf", "tok", 2, 300, now)
+	w.low("bf", "tok", 3, 400, now)
 	if h := w.hold(); h != 400 {
 		t.Errorf("hold = %s, want 0/190", h)
 	}
@@ -70,8 +70,8 @@ func TestWatermarksHoldThePosition(t *testing.T) {
 		t.Fatalf("hold with nothing open = %s, want none", h)
 	}
 	now := time.Now()
-	w.low("a", 1, 500, now)
-	w.low("b", 4, 300, now)
+	w.low("a", "tok", 1, 500, now)
+	w.low("b", "tok", 4, 300, now)
 	if h := w.hold(); h != 300 {
 		t.Errorf("hold = %s, want the lowest LOW, 0/12C", h)
 	}
@@ -80,17 +80,21 @@ func TestWatermarksHoldThePosition(t *testing.T) {
 		t.Errorf("hold = %s, want the unrecorded chunk's 0/C8", h)
 	}
 	w.pending = nil
-	w.cancel("b")
+	w.cancel("b", "tok")
 	if h := w.hold(); h != 500 {
 		t.Errorf("hold after cancel = %s, want 0/1F4", h)
+	}
+	w.cancel("a", "forged")
+	if h := w.hold(); h != 500 {
+		t.Errorf("a cancel with a wrong token closed the window: hold %s", h)
 	}
 }
 
 func TestWatermarksExpire(t *testing.T) {
 	var w watermarks
 	start := time.Now()
-	w.low("old", 1, 100, start)
-	w.low("new", 1, 200, start.Add(windowTimeout))
+	w.low("old", "tok", 1, 100, start)
+	w.low("new", "tok", 1, 200, start.Add(windowTimeout))
 	expired := w.expire(start.Add(windowTimeout + time.Second))
 	if !slices.Equal(expired, []string{"old"}) {
 		t.Errorf("expired %v, want [old]", expired)

@@ -6,6 +6,10 @@
 
 CREATE TABLE {{schema}}.backfills (
     id          text        PRIMARY KEY,
+    -- A random secret every mark of the backfill carries: any role may emit
+    -- logical decoding messages, only walhook's roles read this table, so
+    -- the sidecar accepts no mark another role forged.
+    token       text        NOT NULL,
     endpoints   text[]      NOT NULL,           -- where its events go, whatever their events lists
     where_sql   text        NOT NULL DEFAULT '', -- the -where condition, '' for every row
     chunk_size  int         NOT NULL CHECK (chunk_size > 0),

@@ -167,7 +167,7 @@ func TestBackfillDuringLiveChanges(t *testing.T) {
 	stopWriters := writers(t, db, 4, users)
 	var progress bytes.Buffer
 	p, err := backfill.Run(ctx, db.Pool, "walhook", cfg, backfill.Options{
-		Endpoints: []string{"crm"}, Chunk: 200, Progress: &progress, Logger: cfg.Logger,
+		Endpoints: []string{"crm"}, Chunk: 200, Rate: 2500, Progress: &progress, Logger: cfg.Logger,
 	})
 	commits := stopWriters()
 	if err != nil {
@@ -195,7 +195,7 @@ func TestBackfillDuringLiveChanges(t *testing.T) {
 	if len(s.conflicts) > 0 {
 		t.Errorf("%d ids came with two different bodies, e.g. %s", len(s.conflicts), s.conflicts[0])
 	}
-	verifyLastEvents(t, db, s.events)
+	verifyLastEvents(t, db, s.events, "crm")
 }
 
 func caughtUp(s *sink, user string) bool {
@@ -210,10 +210,13 @@ func caughtUp(s *sink, user string) bool {
 }
 
 // verifyLastEvents checks, for every user that has a row or an event, that
-// the last event in commit order matches the row, or is a delete where the
-// row is gone; and that no user got two snapshots.
-func verifyLastEvents(t *testing.T, db *testenv.DB, events []cdc.Event) {
+// the last event in commit order that goes to endpoint matches the row, or
+// is a delete where the row is gone; and that no user got two snapshots.
+func verifyLastEvents(t *testing.T, db *testenv.DB, events []cdc.Event, endpoint string) {
 	t.Helper()
+	events = slices.DeleteFunc(slices.Clone(events), func(e cdc.Event) bool {
+		return !e.GoesTo(endpoint, func(string) bool { return true })
+	})
 	type last struct {
 		ev        cdc.Event
 		snapshots int
@@ -227,8 +230,8 @@ func verifyLastEvents(t *testing.T, db *testenv.DB, events []cdc.Event) {
 		}
 		if e.Type == "user.snapshot" {
 			l.snapshots++
-			if !slices.Equal(e.Endpoints, []string{"crm"}) {
-				t.Errorf("snapshot %s goes to %v, want [crm]", e.ID, e.Endpoints)
+			if len(e.Endpoints) != 1 {
+				t.Errorf("snapshot %s goes to %v, want %s alone", e.ID, e.Endpoints, endpoint)
 			}
 		}
 		if l.ev.ID == "" || e.CommitLSN > l.ev.CommitLSN || e.CommitLSN == l.ev.CommitLSN && e.Index > l.ev.Index {
@@ -421,6 +424,24 @@ func TestBackfillCompositeKeyAndWhere(t *testing.T) {
 	if mismatches != 0 || int64(len(events)) != want {
 		t.Errorf("%d events, %d of them not the matching rows in key order (want %d rows)", len(events), mismatches, want)
 	}
+
+	// The last LOW, whose chunk was empty, holds the slot no longer: a
+	// change after the backfill is confirmed well before the window would
+	// time out.
+	var lsn string
+	db.QueryRowScan(t, "WITH i AS (INSERT INTO users VALUES (9, 'after', 'after@example.com') RETURNING 1) SELECT pg_current_wal_lsn()::text FROM i", nil, &lsn)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var passed bool
+		db.QueryRowScan(t, "SELECT confirmed_flush_lsn >= $1::pg_lsn FROM pg_replication_slots WHERE slot_name = $2", []any{lsn, db.Name}, &passed)
+		if passed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the slot's position stays held after the backfill finished")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestBackfillIgnoresForgedMarks: any role may emit logical decoding
@@ -468,4 +489,41 @@ func TestBackfillIgnoresForgedMarks(t *testing.T) {
 	if snapshots != 300 {
 		t.Errorf("%d snapshots, want 300", snapshots)
 	}
+}
+
+// TestTwoBackfillsAtOnce runs two backfills with different chunk sizes to
+// two endpoints while users change: each endpoint's events end at the rows.
+func TestTwoBackfillsAtOnce(t *testing.T) {
+	const users = 3000
+	db := testenv.NewDB(t)
+	db.CreateUsersTable(t)
+	db.Exec(t, "INSERT INTO users (email, name) SELECT 'user' || g || '@example.com', 'user ' || g FROM generate_series(1, $1) g", users)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+	defer cancel()
+	s := &sink{body: map[string][]byte{}, failEvery: failEvery()}
+	cfg := startCapture(ctx, t, db, s)
+	stopWriters := writers(t, db, 4, users)
+	var wg sync.WaitGroup
+	for _, o := range []backfill.Options{{Endpoints: []string{"crm"}, Chunk: 150, Rate: 2000}, {Endpoints: []string{"billing"}, Chunk: 230, Rate: 2000}} {
+		wg.Go(func() {
+			if p, err := backfill.Run(ctx, db.Pool, "walhook", cfg, o); err != nil || p.State != "done" {
+				t.Errorf("backfill to %v: %s, %v", o.Endpoints, p.State, err)
+			}
+		})
+	}
+	wg.Wait()
+	stopWriters()
+	var markerID int64
+	db.QueryRowScan(t, "INSERT INTO users (email) VALUES ('marker@example.com') RETURNING id", nil, &markerID)
+	deadline := time.Now().Add(waitTimeout)
+	for !caughtUp(s, fmt.Sprint(markerID)) {
+		if time.Now().After(deadline) {
+			t.Fatal("the marker's event never arrived")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	verifyLastEvents(t, db, s.events, "crm")
+	verifyLastEvents(t, db, s.events, "billing")
 }

@@ -66,6 +66,7 @@ type Progress struct {
 	Where      string
 	ChunkSize  int
 	LastKey    []string // nil before the first chunk
+	EndKey     []string // the last row's key at the start (nil: none); the backfill reads up to it
 	ChunksDone int64
 	RowsRead   int64 // the progress over the table
 	RowsSent   int64 // emitted; the others were superseded by live changes
@@ -77,12 +78,12 @@ type Progress struct {
 	token string // see cdc.Mark.Token; never shown
 }
 
-const progressColumns = `id, endpoints, where_sql, chunk_size, last_key, chunks_done, rows_read, rows_sent,
+const progressColumns = `id, endpoints, where_sql, chunk_size, last_key, end_key, chunks_done, rows_read, rows_sent,
 	estimate, state, started_at, updated_at, token`
 
 func scanProgress(row pgx.Row) (Progress, error) {
 	var p Progress
-	err := row.Scan(&p.ID, &p.Endpoints, &p.Where, &p.ChunkSize, &p.LastKey, &p.ChunksDone, &p.RowsRead, &p.RowsSent,
+	err := row.Scan(&p.ID, &p.Endpoints, &p.Where, &p.ChunkSize, &p.LastKey, &p.EndKey, &p.ChunksDone, &p.RowsRead, &p.RowsSent,
 		&p.Estimate, &p.State, &p.StartedAt, &p.UpdatedAt, &p.token)
 	return p, err
 }
@@ -101,8 +102,8 @@ func (l *Ledger) Get(ctx context.Context, id string) (p Progress, found bool, er
 
 // create inserts a new running backfill.
 func (l *Ledger) create(ctx context.Context, p Progress) error {
-	_, err := l.pool.Exec(ctx, l.sql(`INSERT INTO {{backfills}} (id, token, endpoints, where_sql, chunk_size, estimate)
-		VALUES ($1, $2, $3, $4, $5, $6)`), p.ID, p.token, p.Endpoints, p.Where, p.ChunkSize, p.Estimate)
+	_, err := l.pool.Exec(ctx, l.sql(`INSERT INTO {{backfills}} (id, token, endpoints, where_sql, chunk_size, estimate, end_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`), p.ID, p.token, p.Endpoints, p.Where, p.ChunkSize, p.Estimate, p.EndKey)
 	if err != nil {
 		return fmt.Errorf("create backfill %s: %w", p.ID, err)
 	}

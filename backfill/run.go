@@ -79,6 +79,9 @@ func Run(ctx context.Context, pool *pgxpool.Pool, schema string, capture cdc.Con
 		if p.Estimate, err = snap.Estimate(ctx); err != nil {
 			return p, err
 		}
+		if p.EndKey, err = snap.LastKey(ctx); err != nil {
+			return p, err
+		}
 		if err := l.create(ctx, p); err != nil {
 			return p, err
 		}
@@ -150,12 +153,20 @@ func (r *runner) loop(ctx context.Context, p Progress) (Progress, error) {
 			return p, err
 		}
 		low := time.Since(began)
-		rows, _, err := r.snap.Chunk(ctx, p.ID, p.token, n, p.LastKey, p.ChunkSize, p.Endpoints)
-		if err != nil {
-			return p, err
+		rows := 0
+		if p.EndKey != nil { // nil: the table had no row to read
+			var err error
+			rows, _, err = r.snap.Chunk(ctx, cdc.ChunkRead{ID: p.ID, Token: p.token, N: n,
+				After: p.LastKey, UpTo: p.EndKey, Limit: p.ChunkSize, Endpoints: p.Endpoints})
+			if err != nil {
+				return p, err
+			}
 		}
 		read := time.Since(began) - low
 		if rows == 0 {
+			if err := r.snap.CloseWindow(ctx, p.ID, p.token); err != nil {
+				return p, err
+			}
 			if _, err := r.l.finish(ctx, p.ID, "done"); err != nil {
 				return p, err
 			}
@@ -236,7 +247,7 @@ func Cancel(ctx context.Context, pool *pgxpool.Pool, schema string, capture cdc.
 		return true, err
 	}
 	defer snap.Close()
-	return true, snap.Cancel(ctx, id, p.token)
+	return true, snap.CloseWindow(ctx, id, p.token)
 }
 
 // Endpoints checks the endpoint names asked for against those configured;

@@ -25,9 +25,9 @@ const BackfillPrefix = "walhook.backfill"
 
 // Kinds of Mark.
 const (
-	MarkLow    = "low"
-	MarkHigh   = "high"
-	MarkCancel = "cancel"
+	MarkLow   = "low"
+	MarkHigh  = "high"
+	MarkClose = "close" // closes the window of a LOW that gets no HIGH
 )
 
 // Mark is a backfill watermark, the JSON content of a BackfillPrefix message.

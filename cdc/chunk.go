@@ -116,7 +116,8 @@ func (s *Snapshotter) Estimate(ctx context.Context) (int64, error) {
 		} `json:"Plan"`
 	}
 	var raw []byte
-	if err := s.conn.QueryRow(ctx, "EXPLAIN (FORMAT JSON) SELECT 1 FROM "+s.table+s.whereSQL(false)).Scan(&raw); err != nil {
+	where, _ := s.whereSQL(nil, nil)
+	if err := s.conn.QueryRow(ctx, "EXPLAIN (FORMAT JSON) SELECT 1 FROM "+s.table+where).Scan(&raw); err != nil {
 		return 0, fmt.Errorf("estimate the rows of %s: %w", s.table, err)
 	}
 	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) == 0 {
@@ -125,23 +126,64 @@ func (s *Snapshotter) Estimate(ctx context.Context) (int64, error) {
 	return int64(plan[0].Plan.Rows), nil
 }
 
-func (s *Snapshotter) whereSQL(after bool) string {
+// LastKey is the primary key of the last row to read, in key order (nil
+// if there is none): a backfill reads up to it, since rows inserted after
+// it started have their own live events, and it would otherwise chase
+// the inserts for ever.
+func (s *Snapshotter) LastKey(ctx context.Context) ([]string, error) {
+	where, _ := s.whereSQL(nil, nil)
+	order := s.keyNames()
+	for i := range order {
+		order[i] += " DESC"
+	}
+	rr := s.conn.PgConn().ExecParams(ctx, "SELECT "+strings.Join(s.keyNames(), ", ")+" FROM "+s.table+where+
+		" ORDER BY "+strings.Join(order, ", ")+" LIMIT 1", nil, nil, nil, []int16{0})
+	var last []string
+	for rr.NextRow() {
+		for _, v := range rr.Values() {
+			last = append(last, string(v))
+		}
+	}
+	if _, err := rr.Close(); err != nil {
+		return nil, fmt.Errorf("read the last key of %s: %w", s.table, err)
+	}
+	return last, nil
+}
+
+func (s *Snapshotter) keyNames() []string {
+	names := make([]string, len(s.key))
+	for n, i := range s.key {
+		names[n] = quoteIdent(s.cols[i].Name)
+	}
+	return names
+}
+
+// whereSQL is the WHERE clause of a read after the key after and up to the
+// key upTo (either nil: unbounded), and its parameters.
+func (s *Snapshotter) whereSQL(after, upTo []string) (string, [][]byte) {
 	var conds []string
+	var params [][]byte
 	if s.where != "" {
 		conds = append(conds, "("+s.where+")")
 	}
-	if after {
-		var cols, params []string
-		for n, i := range s.key {
-			cols = append(cols, quoteIdent(s.cols[i].Name))
-			params = append(params, "$"+strconv.Itoa(n+1)+"::"+s.keyType[n])
+	bound := func(op string, key []string) {
+		var ps []string
+		for n, v := range key {
+			params = append(params, []byte(v))
+			ps = append(ps, "$"+strconv.Itoa(len(params))+"::"+s.keyType[n])
 		}
-		conds = append(conds, "("+strings.Join(cols, ", ")+") > ("+strings.Join(params, ", ")+")")
+		conds = append(conds, "("+strings.Join(s.keyNames(), ", ")+") "+op+" ("+strings.Join(ps, ", ")+")")
+	}
+	if after != nil {
+		bound(">", after)
+	}
+	if upTo != nil {
+		bound("<=", upTo)
 	}
 	if len(conds) == 0 {
-		return ""
+		return "", nil
 	}
-	return " WHERE " + strings.Join(conds, " AND ")
+	return " WHERE " + strings.Join(conds, " AND "), params
 }
 
 // emit commits a mark in a transaction of its own.
@@ -181,29 +223,33 @@ func (s *Snapshotter) Low(ctx context.Context, id, token string, n int64) error 
 	return nil
 }
 
-// Chunk reads up to limit rows (fewer if they hold more than maxChunkBytes)
-// after the key after (nil: from the start) and commits them in the HIGH mark of chunk n of backfill id, for
-// endpoints. It returns the rows read and the key of the last one; with no
-// row it emits nothing.
-func (s *Snapshotter) Chunk(ctx context.Context, id, token string, n int64, after []string, limit int, endpoints []string) (int, []string, error) {
-	if after != nil && len(after) != len(s.key) {
-		return 0, nil, fmt.Errorf("resume key %q does not match the primary key of %s", after, s.table)
+// ChunkRead says which chunk Chunk reads and where its events go.
+type ChunkRead struct {
+	ID, Token string // the backfill's
+	N         int64  // the chunk's number
+	// After and UpTo are the primary keys between which the chunk lies
+	// (After excluded); nil for no bound.
+	After, UpTo []string
+	Limit       int // rows at most
+	Endpoints   []string
+}
+
+// Chunk reads up to r.Limit rows (fewer if they hold more than
+// maxChunkBytes) and commits them in the HIGH mark of chunk r.N. It returns
+// the rows read and the key of the last one; with no row it emits nothing.
+func (s *Snapshotter) Chunk(ctx context.Context, r ChunkRead) (int, []string, error) {
+	if r.After != nil && len(r.After) != len(s.key) || r.UpTo != nil && len(r.UpTo) != len(s.key) {
+		return 0, nil, fmt.Errorf("keys %q, %q do not match the primary key of %s", r.After, r.UpTo, s.table)
 	}
 	names := make([]string, len(s.cols))
 	for i, c := range s.cols {
 		names[i] = quoteIdent(c.Name)
 	}
-	order := make([]string, len(s.key))
-	for n, i := range s.key {
-		order[n] = names[i]
-	}
-	sql := "SELECT " + strings.Join(names, ", ") + " FROM " + s.table + s.whereSQL(after != nil) +
-		" ORDER BY " + strings.Join(order, ", ") + " LIMIT " + strconv.Itoa(limit)
-	params := make([][]byte, len(after))
-	for i, v := range after {
-		params[i] = []byte(v)
-	}
-	mk := &Mark{Kind: MarkHigh, ID: id, Token: token, Chunk: n, Endpoints: endpoints, Columns: s.cols}
+	where, params := s.whereSQL(r.After, r.UpTo)
+	sql := "SELECT " + strings.Join(names, ", ") + " FROM " + s.table + where +
+		" ORDER BY " + strings.Join(s.keyNames(), ", ") + " LIMIT " + strconv.Itoa(r.Limit)
+	id, n := r.ID, r.N
+	mk := &Mark{Kind: MarkHigh, ID: id, Token: r.Token, Chunk: n, Endpoints: r.Endpoints, Columns: s.cols}
 	err := pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
 		// Text results: each value in its type's output form, as pgoutput
 		// sends it, for the capture to render the same way.
@@ -245,10 +291,13 @@ func (s *Snapshotter) Chunk(ctx context.Context, id, token string, n int64, afte
 	return len(mk.Rows), mk.LastKey, nil
 }
 
-// Cancel commits a mark that closes backfill id's open window, if any.
-func (s *Snapshotter) Cancel(ctx context.Context, id, token string) error {
-	if err := s.emit(ctx, &Mark{Kind: MarkCancel, ID: id, Token: token}); err != nil {
-		return fmt.Errorf("emit cancel mark of backfill %s: %w", id, err)
+// CloseWindow commits a mark that closes backfill id's open window, if
+// any: after a LOW mark whose chunk turned out empty, or at a cancel, so
+// that the capture does not hold the slot's position until the window
+// times out.
+func (s *Snapshotter) CloseWindow(ctx context.Context, id, token string) error {
+	if err := s.emit(ctx, &Mark{Kind: MarkClose, ID: id, Token: token}); err != nil {
+		return fmt.Errorf("emit close mark of backfill %s: %w", id, err)
 	}
 	return nil
 }

@@ -43,7 +43,7 @@ func (p *processor) message(ctx context.Context, data []byte) error {
 			return err
 		}
 		p.wm.low(mk.ID, mk.Token, mk.Chunk, p.tx.lsn, time.Now())
-	case MarkCancel:
+	case MarkClose:
 		p.wm.cancel(mk.ID, mk.Token)
 	case MarkHigh:
 		return p.high(ctx, &mk)

@@ -14,6 +14,7 @@ CREATE TABLE {{schema}}.backfills (
     where_sql   text        NOT NULL DEFAULT '', -- the -where condition, '' for every row
     chunk_size  int         NOT NULL CHECK (chunk_size > 0),
     last_key    text[],                         -- primary key (text form) of the last row read; null before the first chunk
+    end_key     text[],                         -- primary key of the last row at the start: rows inserted later have live events
     chunks_done bigint      NOT NULL DEFAULT 0,
     rows_read   bigint      NOT NULL DEFAULT 0, -- rows read, the progress over the table
     rows_sent   bigint      NOT NULL DEFAULT 0, -- of those, emitted as snapshot events (the others were superseded by live changes)

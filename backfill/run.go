@@ -184,6 +184,8 @@ func (r *runner) loop(ctx context.Context, p Progress) (Progress, error) {
 		switch {
 		case next.State == "cancelled":
 			return next, fmt.Errorf("backfill %s: %w", p.ID, ErrCancelled)
+		case next.State == "done": // finished by another process with the same id
+			return next, nil
 		case recorded:
 			p, lastProgress = next, time.Now()
 			r.read += int64(rows)

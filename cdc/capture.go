@@ -44,6 +44,10 @@ type Config struct {
 	// MaxBatchBytes bounds the total Body bytes per Sink.Write (a single
 	// larger event still goes alone). Default 8 MiB.
 	MaxBatchBytes int
+	// Backfill, if set, keeps the progress of backfills: Capture then asks
+	// for their watermark messages and emits their chunks (backfill.go).
+	// Nil: backfills are ignored.
+	Backfill Ledger
 	// Logger receives the component's logs; nil discards them.
 	Logger *slog.Logger
 }

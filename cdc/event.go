@@ -29,6 +29,9 @@ type Event struct {
 	// Body is the webhook body (SPEC §3), serialized once; it is stored and
 	// sent byte for byte on every attempt.
 	Body []byte
+	// Endpoints, where not nil, are the only endpoints the event goes to,
+	// whatever their events lists: a backfill's snapshot events (GoesTo).
+	Endpoints []string
 }
 
 // Sink stores events durably. Capture confirms a position to PostgreSQL only

@@ -44,6 +44,12 @@ type processor struct {
 	completeEnd pglogrepl.LSN
 
 	otherRelations map[uint32]bool // relations of other tables, warned about
+
+	// Backfills (snapshot.go): the chunks being read, and the relation
+	// their rows are rendered with, cached by its columns.
+	wm      watermarks
+	snapRel *relation
+	snapSig string
 }
 
 func newProcessor(s *session) *processor {
@@ -153,6 +159,9 @@ func (p *processor) finalFlush(ctx context.Context) {
 }
 
 func (p *processor) raise(lsn pglogrepl.LSN) {
+	if h := p.backfillHold(); h != 0 && lsn > h {
+		lsn = h
+	}
 	if lsn > p.s.durable.load() {
 		p.s.durable.store(lsn)
 	}
@@ -189,12 +198,17 @@ func (p *processor) handle(ctx context.Context, m streamMsg) error {
 			p.raise(cm.TransactionEndLSN)
 			p.completeEnd = 0
 		}
+		if p.wm.pending != nil {
+			return p.recordChunk(ctx, cm.TransactionEndLSN)
+		}
 	case 'R':
 		return p.relation(ctx, m.data)
 	case 'I', 'U', 'D':
 		return p.change(m.data)
 	case 'T':
 		return p.truncate(m.data)
+	case 'M':
+		return p.message(ctx, m.data)
 	}
 	// Type, Origin and anything newer carry nothing walhook uses.
 	return nil
@@ -223,6 +237,7 @@ func (p *processor) change(data []byte) error {
 	if ok {
 		p.events = append(p.events, ev)
 		p.bytes += len(ev.Body)
+		p.wm.noteLive(ev.UserID)
 	}
 	return nil
 }

@@ -205,8 +205,12 @@ func (c *Capture) slotLost(s slotInfo) error {
 // transactions arrive whole after their commit (no streaming of in-progress
 // ones), from our publication only.
 func (c *Capture) pluginArgs() []string {
-	return []string{
+	args := []string{
 		"proto_version '1'",
 		"publication_names " + quoteLiteral(quoteIdent(c.cfg.Publication)),
 	}
+	if c.cfg.Backfill != nil {
+		args = append(args, "messages 'true'") // backfill watermarks
+	}
+	return args
 }

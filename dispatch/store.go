@@ -41,7 +41,7 @@ func (d *Dispatcher) rowsFor(events []cdc.Event) *storeRows {
 		r.ids[i], r.lsns[i], r.seqs[i], r.types[i], r.users[i] = e.ID, e.CommitLSN.String(), int32(e.Index), e.Type, e.UserID
 		r.committed[i], r.bodies[i] = e.CommittedAt, string(e.Body)
 		for _, name := range d.names {
-			if ep := d.endpoints[name]; ep.subscribes(e.Type) && (ep.Filter == nil || ep.Filter(e)) {
+			if ep := d.endpoints[name]; e.GoesTo(name, ep.subscribes) && (ep.Filter == nil || ep.Filter(e)) {
 				r.dEvent, r.dEndpoint, r.dUser = append(r.dEvent, e.ID), append(r.dEndpoint, name), append(r.dUser, e.UserID)
 				r.dLSN, r.dSeq = append(r.dLSN, r.lsns[i]), append(r.dSeq, r.seqs[i])
 				r.bodyOf[e.ID], r.committedOf[e.ID] = e.Body, e.CommittedAt

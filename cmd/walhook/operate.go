@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/walhook/walhook/cdc"
+	"github.com/walhook/walhook/cdc/backfill"
 	"github.com/walhook/walhook/dispatch"
 )
 
@@ -59,7 +60,15 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", e.Name, s.Pending, s.Failed, oldest)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	running, err := backfill.Running(ctx, pool, cfg.Database.Schema)
+	if err != nil {
+		return err
+	}
+	backfill.PrintStatus(stdout, running)
+	return nil
 }
 
 // runReplay implements `walhook replay`.

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/walhook/walhook/cdc"
+	"github.com/walhook/walhook/cdc/backfill"
 	"github.com/walhook/walhook/cdc/pgnet"
 	"github.com/walhook/walhook/cmd/walhook/internal/config"
 	"github.com/walhook/walhook/cmd/walhook/internal/metrics"
@@ -80,6 +81,7 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 		pool.Close()
 		return nil, err
 	}
+	ccfg.Backfill = backfill.NewLedger(pool, cfg.Database.Schema)
 	s.capture, err = cdc.New(ccfg, s.dispatcher)
 	if err != nil {
 		pool.Close()

@@ -16,13 +16,13 @@ import (
 
 // benchSource is newSource for benchmarks: a database on a private cluster
 // with production durability (fsync on), since that is what users run.
-func benchSource(b *testing.B, rcv *testenv.Receiver, concurrency int) (*testenv.DB, string) {
+func benchSource(b *testing.B, url string, concurrency int) (*testenv.DB, string) {
 	b.Helper()
 	db := testenv.NewDBOn(b, testenv.NewCluster(b, testenv.Options{Fsync: true}))
 	db.CreateUsersTable(b)
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "database:\n  url: %q\nsource:\n  exclude_columns: [password_hash]\n", db.DSN)
-	fmt.Fprintf(&cfg, "endpoints:\n  - name: crm\n    url: %s\n    secrets: [%q]\n", rcv.URL, secret)
+	fmt.Fprintf(&cfg, "endpoints:\n  - name: crm\n    url: %s\n    secrets: [%q]\n", url, secret)
 	fmt.Fprintf(&cfg, "delivery:\n  concurrency: %d\n", concurrency)
 	path := filepath.Join(b.TempDir(), "walhook.yaml")
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
@@ -38,7 +38,7 @@ func BenchmarkThroughput(b *testing.B) {
 	const events = 50000
 	for range b.N {
 		rcv := testenv.StartReceiver(b, nil)
-		db, cfg := benchSource(b, rcv, 32)
+		db, cfg := benchSource(b, rcv.URL, 32)
 		startAttached(b, db, cfg, "-log-level", "warn")
 		start := time.Now()
 		for done := 0; done < events; done += 1000 {
@@ -65,7 +65,7 @@ func BenchmarkLatency(b *testing.B) {
 	const events = 300
 	for range b.N {
 		rcv := testenv.StartReceiver(b, nil)
-		db, cfg := benchSource(b, rcv, 32)
+		db, cfg := benchSource(b, rcv.URL, 32)
 		startAttached(b, db, cfg, "-log-level", "warn")
 		tick := time.NewTicker(10 * time.Millisecond)
 		for i := range events {

@@ -185,7 +185,7 @@ func (p *proc) stop(t *testing.T) {
 }
 
 // peakRSS reads the process's peak resident set (VmHWM) in bytes.
-func (p *proc) peakRSS(t *testing.T) int64 {
+func (p *proc) peakRSS(t testing.TB) int64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {

@@ -1,6 +1,3 @@
-// Package dispatch owns the side schema and delivery: it stores captured
-// events with one delivery row per subscribed endpoint, claims due
-// deliveries, signs and posts them, and records every HTTP attempt.
 package dispatch
 
 import (
@@ -9,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/dispatch/signature"
 )
 
@@ -24,16 +22,35 @@ type Endpoint struct {
 	Backoff     Backoff
 	Headers     map[string]string
 	TLSConfig   *tls.Config // nil: system roots
+	// Filter, if set, decides which events of the subscribed types the
+	// endpoint gets; an event it rejects gets no delivery to it at all, so
+	// per-user order holds over what the endpoint gets.
+	Filter func(cdc.Event) bool
 }
 
-func (e *Endpoint) subscribes(eventType string) bool {
+// wants reports whether the endpoint gets event e.
+func (e *Endpoint) wants(ev *cdc.Event) bool {
 	for _, t := range e.Events {
-		if t == eventType {
-			return true
+		if t == ev.Type {
+			return e.Filter == nil || e.Filter(*ev)
 		}
 	}
 	return false
 }
+
+// Observer is told what delivery does, for metrics; methods must be cheap and concurrency-safe.
+type Observer interface {
+	Stored(events int)                                      // events written (new ones)
+	Attempted(endpoint, outcome string, took time.Duration) // outcome: "delivered", "retry", "failed"
+	Delivered(endpoint string, sinceCommit time.Duration)   // commit-to-2xx latency
+}
+
+// noObserver is the Observer of a Config that sets none.
+type noObserver struct{}
+
+func (noObserver) Stored(int)                              {}
+func (noObserver) Attempted(string, string, time.Duration) {}
+func (noObserver) Delivered(string, time.Duration)         {}
 
 // Config configures a Dispatcher.
 type Config struct {
@@ -46,6 +63,7 @@ type Config struct {
 	PollInterval time.Duration
 	UserAgent    string
 	Logger       *slog.Logger
+	Observer     Observer // nil: none
 }
 
 func (c *Config) validate() error {
@@ -69,6 +87,9 @@ func (c *Config) validate() error {
 	}
 	if c.UserAgent == "" {
 		c.UserAgent = "walhook"
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -461,7 +461,7 @@ func TestReplayedBatchDoesNotStrandLaterEvents(t *testing.T) {
 	if err := d.Write(context.Background(), evs[:1]); err != nil {
 		t.Fatal(err)
 	}
-	h.db.Exec(t, "UPDATE walhook.deliveries SET status = 'delivered' WHERE event_id = $1", evs[0].ID)
+	h.markDelivered(t, evs[0].ID)
 	if err := d.Write(context.Background(), evs); err != nil { // the replay, with two new events
 		t.Fatal(err)
 	}
@@ -491,10 +491,9 @@ func TestPruneDeletesOnlyOldDeliveredEvents(t *testing.T) {
 	if err := d.Write(context.Background(), evs); err != nil {
 		t.Fatal(err)
 	}
-	h.db.Exec(t, "UPDATE walhook.deliveries SET status = 'delivered' WHERE event_id IN ($1, $2)", evs[0].ID, evs[3].ID)
-	h.db.Exec(t, "UPDATE walhook.deliveries SET status = 'failed' WHERE event_id = $1", evs[1].ID)
-	h.db.Exec(t, `INSERT INTO walhook.delivery_attempts (event_id, endpoint, attempt, attempted_at, duration_ms, status_code)
-		VALUES ($1, 'crm', 1, now(), 1, 200)`, evs[0].ID)
+	h.markDelivered(t, evs[0].ID)
+	h.markDelivered(t, evs[3].ID)
+	h.db.Exec(t, "UPDATE walhook.queue SET status = 'failed' WHERE event_id = $1", evs[1].ID)
 	n, err := d.Prune(context.Background())
 	if err != nil || n != 1 {
 		t.Fatalf("Prune = %d, %v; want 1 (only the old delivered event)", n, err)

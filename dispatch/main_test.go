@@ -111,3 +111,12 @@ func (h *harness) waitSettled(t *testing.T, timeout time.Duration) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// markDelivered settles an event's deliveries as the completer does when
+// they succeed: the queue row goes, a successful attempt is logged.
+func (h *harness) markDelivered(t *testing.T, eventID string) {
+	t.Helper()
+	h.db.Exec(t, `WITH q AS (DELETE FROM walhook.queue WHERE event_id = $1 RETURNING event_id, endpoint, attempts)
+		INSERT INTO walhook.delivery_attempts (event_id, endpoint, attempt, attempted_at, duration_ms, status_code)
+		SELECT event_id, endpoint, attempts + 1, now(), 1, 200 FROM q`, eventID)
+}

@@ -1,0 +1,23 @@
+-- Statements of maintenance: the rescuer and the pruner.
+
+-- name: rescue
+-- Returns to the queue the claims of walhook processes that hold no session
+-- any more (killed, crashed, cut off): each process keeps its LISTEN session
+-- open under the application_name 'walhook:<id>'.
+UPDATE {{schema}}.queue q SET claimed_by = NULL, next_attempt_at = now()
+WHERE q.claimed_by IS NOT NULL AND q.claimed_by <> $1 AND q.status = 'pending'
+  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = 'walhook:' || q.claimed_by);
+
+-- name: prune
+-- Deletes up to $2 events committed more than $1 ms ago that have no
+-- delivery left in the queue (all delivered), with their attempts.
+WITH old AS (
+    SELECT e.id FROM {{schema}}.event_log e
+    WHERE e.committed_at < now() - $1::bigint * interval '1 millisecond'
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.queue q
+                      WHERE q.user_id = e.user_id AND q.commit_lsn = e.commit_lsn AND q.seq = e.seq)
+    LIMIT $2
+), attempts AS (
+    DELETE FROM {{schema}}.delivery_attempts a USING old WHERE a.event_id = old.id
+)
+DELETE FROM {{schema}}.event_log e USING old WHERE e.id = old.id;

@@ -25,11 +25,11 @@ func withSchema(sql, schema string) string {
 
 // statements are the named statements of queries/*.sql for one side schema.
 type statements struct {
-	store, notify               string
-	claimDue, park, release     string
-	recordOutcomes, promoteNext string
-	rescue, prune               string
-	status, replay, rehead      string
+	storeEvents, storeDeliveries, notify string
+	claimDue, park, release              string
+	recordOutcomes, promoteNext          string
+	rescue, prune                        string
+	status, replay, rehead               string
 }
 
 // loadStatements reads the statements under their "-- name: x" headers and
@@ -37,7 +37,7 @@ type statements struct {
 func loadStatements(schema string) (statements, error) {
 	var s statements
 	want := map[string]*string{
-		"store": &s.store, "notify": &s.notify,
+		"store_events": &s.storeEvents, "store_deliveries": &s.storeDeliveries, "notify": &s.notify,
 		"claim_due": &s.claimDue, "park": &s.park, "release": &s.release,
 		"record_outcomes": &s.recordOutcomes, "promote_next": &s.promoteNext,
 		"rescue": &s.rescue, "prune": &s.prune,

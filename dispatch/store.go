@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/walhook/walhook/cdc"
@@ -140,32 +141,33 @@ func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (st
 	var res storeResult
 	err := s.call(ctx, storeTimeout, func(ctx context.Context) error {
 		res = storeResult{}
-		rows, err := s.pool.Query(ctx, s.sql.store, r.ids, r.lsns, r.seqs, r.types, r.users, r.committed, r.bodies,
-			r.dEvent, r.dEndpoint, s.id, reserved, s.lease.Milliseconds())
-		if err != nil {
-			return err
+		b := &pgx.Batch{}
+		b.Queue(s.sql.storeEvents, r.ids, r.lsns, r.seqs, r.types, r.users, r.committed, r.bodies).Exec(func(tag pgconn.CommandTag) error {
+			res.stored = tag.RowsAffected()
+			return nil
+		})
+		if len(r.dEvent) > 0 {
+			b.Queue(s.sql.storeDeliveries, r.dEvent, r.dEndpoint, s.id, reserved, s.lease.Milliseconds()).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					var id, name string
+					var mine, due bool
+					if err := rows.Scan(&id, &name, &mine, &due); err != nil {
+						return err
+					}
+					if !mine {
+						res.unclaimed = res.unclaimed || due
+						continue
+					}
+					e := r.byID[id]
+					res.claimed = append(res.claimed, job{ep: s.endpoints[name], eventID: e.ID, userID: e.UserID,
+						commitLSN: e.CommitLSN.String(), seq: int32(e.Index), queuedAt: time.Now(),
+						committedAt: e.CommittedAt, body: e.Body})
+				}
+				return rows.Err()
+			})
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var id, name *string
-			var mine, due bool
-			var stored *int64
-			if err := rows.Scan(&id, &name, &mine, &due, &stored); err != nil {
-				return err
-			}
-			switch {
-			case id == nil:
-				res.stored = *stored
-			case mine:
-				e := r.byID[*id]
-				res.claimed = append(res.claimed, job{ep: s.endpoints[*name], eventID: e.ID, userID: e.UserID,
-					commitLSN: e.CommitLSN.String(), seq: int32(e.Index), queuedAt: time.Now(),
-					committedAt: e.CommittedAt, body: e.Body})
-			default:
-				res.unclaimed = res.unclaimed || due
-			}
-		}
-		return rows.Err()
+		// SendBatch runs the statements in one implicit transaction.
+		return s.pool.SendBatch(ctx, b).Close()
 	})
 	return res, err
 }

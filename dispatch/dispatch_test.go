@@ -413,7 +413,7 @@ func TestReplayKeepsPerUserOrder(t *testing.T) {
 		return 200, nil, nil
 	})
 	ep := endpoint("crm", rcv.URL)
-	ep.Backoff = dispatch.Backoff{Initial: time.Second, Max: time.Second}
+	ep.Backoff = dispatch.Backoff{Initial: 3 * time.Second, Max: 3 * time.Second} // the replay comes within the wait, even on a loaded machine
 	d := h.start(t, dispatch.Config{Endpoints: []dispatch.Endpoint{ep}})
 	first := makeEvents(0x5000, "u")
 	if err := d.Write(context.Background(), first); err != nil {

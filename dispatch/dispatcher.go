@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -226,8 +225,4 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		c.log.Warn("release claims at shutdown; they return after the lease", "err", err, "lease", c.lease)
 	}
 	return nil
-}
-
-func isShutdown(ctx context.Context, err error) bool {
-	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }

@@ -89,7 +89,7 @@ func makeEvents(lsn uint64, users ...string) []cdc.Event {
 }
 
 // countWhere counts rows of a query returning one bigint.
-func (h *harness) count(t *testing.T, sql string, args ...any) int64 {
+func (h *harness) count(t testing.TB, sql string, args ...any) int64 {
 	t.Helper()
 	var n int64
 	h.db.QueryRowScan(t, sql, args, &n)
@@ -97,7 +97,7 @@ func (h *harness) count(t *testing.T, sql string, args ...any) int64 {
 }
 
 // waitDelivered waits until no delivery is pending.
-func (h *harness) waitSettled(t *testing.T, timeout time.Duration) {
+func (h *harness) waitSettled(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

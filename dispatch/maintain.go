@@ -3,10 +3,17 @@ package dispatch
 import (
 	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 const (
-	rescueInterval = 5 * time.Second
+	// sessionsInterval is how often maintenance looks for walhook processes
+	// that went away; their claims are rescued at once.
+	sessionsInterval = 5 * time.Second
+	// rescueInterval is how often the rescue runs anyway, for lapsed leases
+	// and processes that came and went between two looks.
+	rescueInterval = time.Minute
 	pruneInterval  = time.Minute
 	pruneBatch     = 5000
 )
@@ -17,18 +24,35 @@ type maintenance struct {
 	wake func() // told when rescued deliveries are due; may be nil
 }
 
-// run rescues every rescueInterval and, with a retention, prunes every
-// pruneInterval, until ctx is done.
+// run rescues when a walhook session goes away and every rescueInterval,
+// and with a retention prunes every pruneInterval, until ctx is done. Run
+// has rescued once before.
 func (m maintenance) run(ctx context.Context) {
-	rescue := time.NewTicker(rescueInterval)
-	defer rescue.Stop()
+	look := time.NewTicker(sessionsInterval)
+	defer look.Stop()
 	prune := time.NewTicker(pruneInterval)
 	defer prune.Stop()
+	var seen map[string]bool
+	lastRescue := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-rescue.C:
+		case <-look.C:
+			now, err := m.walhookSessions(ctx)
+			if err != nil {
+				m.logDB(ctx, "look for walhook processes that went away", err)
+				continue
+			}
+			gone := false
+			for id := range seen {
+				gone = gone || !now[id]
+			}
+			seen = now
+			if !gone && time.Since(lastRescue) < rescueInterval {
+				continue
+			}
+			lastRescue = time.Now()
 			if err := m.call(ctx, maintainTimeout, m.rescue); err != nil {
 				m.logDB(ctx, "rescue deliveries of dead processes", err)
 			}
@@ -57,6 +81,23 @@ func (m maintenance) rescue(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// walhookSessions returns the ids of the walhook processes connected now.
+func (m maintenance) walhookSessions(ctx context.Context) (map[string]bool, error) {
+	ids := map[string]bool{}
+	err := m.call(ctx, maintainTimeout, func(ctx context.Context) error {
+		rows, err := m.pool.Query(ctx, m.sql.sessions)
+		if err != nil {
+			return err
+		}
+		list, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, id := range list {
+			ids[id] = true
+		}
+		return err
+	})
+	return ids, err
 }
 
 // prune deletes, in batches with a deadline each so that it never holds

@@ -9,8 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// operateTimeout bounds status and replay when the caller's context has no
-// deadline of its own.
+// operateTimeout bounds status and replay, so that a command run against a
+// database that stopped answering ends.
 const operateTimeout = time.Minute
 
 // EndpointStatus summarises one endpoint's deliveries for `walhook status`.

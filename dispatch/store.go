@@ -97,8 +97,8 @@ func (s *store) Write(ctx context.Context, events []cdc.Event) error {
 		reserved = s.budget.reserve(int64(len(r.dEvent)))
 	}
 	res, err := s.storeOnce(ctx, r, reserved)
-	// The statement's FOR SHARE can deadlock with an outcome being
-	// recorded; it is then simply run again.
+	// The store's FOR SHARE can deadlock with an outcome being recorded; it
+	// is then simply run again.
 	for try := 1; isRetryable(err) && try < maxStoreTries; try++ {
 		time.Sleep(time.Duration(rand.IntN(10*try)) * time.Millisecond)
 		res, err = s.storeOnce(ctx, r, reserved)
@@ -172,11 +172,12 @@ func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (st
 	return res, err
 }
 
-// isRetryable is true for errors that roll back a statement that can
-// simply be run again: deadlocks and serialization failures.
+// isRetryable is true for errors that roll back a store that can simply be
+// run again: deadlocks, serialization failures, and a unique violation from
+// a concurrent store of the same events.
 func isRetryable(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001" || pgErr.Code == "23505")
 }
 
 var _ cdc.Sink = (*Dispatcher)(nil)

@@ -7,7 +7,7 @@
 -- know are parked (park).
 WITH due AS (
     SELECT q.user_id, q.endpoint, q.commit_lsn, q.seq FROM {{schema}}.queue q
-    WHERE q.status = 'pending' AND q.next_attempt_at <= now()
+    WHERE q.status = 'pending' AND q.claimed_by IS NULL AND q.next_attempt_at <= now()
     ORDER BY q.next_attempt_at
     LIMIT $2
     FOR UPDATE OF q SKIP LOCKED

@@ -2,11 +2,20 @@
 
 -- name: rescue
 -- Returns to the queue the claims of walhook processes that hold no session
--- any more (killed, crashed, cut off): each process keeps its LISTEN session
--- open under the application_name 'walhook:<id>'.
+-- any more (killed, crashed, cut off; each process keeps its LISTEN session
+-- open under the application_name 'walhook:<id>'), and every claim whose
+-- lease lapsed, this process's own included (a claim it lost track of).
+-- No index leads to claimed rows: this scans the queue, which holds only
+-- work in progress, and runs when a session went away or once a minute.
 UPDATE {{schema}}.queue q SET claimed_by = NULL, next_attempt_at = now()
-WHERE q.claimed_by IS NOT NULL AND q.claimed_by <> $1 AND q.status = 'pending'
-  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = 'walhook:' || q.claimed_by);
+WHERE q.claimed_by IS NOT NULL AND q.status = 'pending'
+  AND (q.next_attempt_at < now()
+       OR (q.claimed_by <> $1 AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                                              WHERE a.application_name = 'walhook:' || q.claimed_by)));
+
+-- name: sessions
+-- The walhook processes connected to the database, by their LISTEN sessions.
+SELECT substr(application_name, 9) FROM pg_stat_activity WHERE application_name LIKE 'walhook:%';
 
 -- name: prune
 -- Deletes up to $2 events committed more than $1 ms ago that have no

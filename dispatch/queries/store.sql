@@ -2,10 +2,14 @@
 
 -- name: store_events
 -- Stores a batch of events. Events stored before (a replay of the stream
--- after a crash) are skipped.
+-- after a crash) are skipped. NOT EXISTS rather than ON CONFLICT: a
+-- speculative insertion writes one more WAL record per row. Two stores of
+-- the same event at once (a killed process's last statement still running)
+-- make one fail with a unique violation, and it runs again.
 INSERT INTO {{schema}}.event_log (id, commit_lsn, seq, type, user_id, committed_at, body)
 SELECT * FROM unnest($1::text[], $2::text[]::pg_lsn[], $3::int[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
-ON CONFLICT (id) DO NOTHING;
+    AS x(id, commit_lsn, seq, type, user_id, committed_at, body)
+WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.event_log e WHERE e.id = x.id);
 
 -- name: store_deliveries
 -- Right after store_events, in the same transaction: inserts the
@@ -40,7 +44,6 @@ INSERT INTO {{schema}}.queue (user_id, endpoint, commit_lsn, seq, event_id, clai
 SELECT user_id, endpoint, commit_lsn, seq, id, CASE WHEN mine THEN $3 END,
     CASE WHEN mine THEN now() + $5::bigint * interval '1 millisecond' WHEN head THEN now() ELSE 'infinity' END
 FROM c
-ON CONFLICT DO NOTHING
 RETURNING event_id, endpoint, claimed_by IS NOT NULL AS mine, next_attempt_at <> 'infinity' AS due;
 
 -- name: notify

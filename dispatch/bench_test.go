@@ -10,17 +10,23 @@ import (
 	"github.com/walhook/walhook/testenv"
 )
 
+// benchSchema is a migrated side schema on a fresh database, a healthy
+// receiver, and the configuration of one endpoint to it.
+func benchSchema(b *testing.B) (*testenv.DB, *testenv.Receiver, dispatch.Config) {
+	db := testenv.NewDB(b)
+	if err := dispatch.Migrate(context.Background(), db.Pool, "walhook"); err != nil {
+		b.Fatal(err)
+	}
+	rcv := testenv.StartReceiver(b, nil)
+	return db, rcv, dispatch.Config{Schema: "walhook", Endpoints: []dispatch.Endpoint{endpoint("crm", rcv.URL)}, Concurrency: 32}
+}
+
 // BenchmarkDeliverBacklog measures how fast a backlog in the side schema is
 // delivered to a healthy local receiver: claim, sign, POST, record.
 func BenchmarkDeliverBacklog(b *testing.B) {
 	const events = 20000
 	for range b.N {
-		db := testenv.NewDB(b)
-		if err := dispatch.Migrate(context.Background(), db.Pool, "walhook"); err != nil {
-			b.Fatal(err)
-		}
-		rcv := testenv.StartReceiver(b, nil)
-		cfg := dispatch.Config{Schema: "walhook", Endpoints: []dispatch.Endpoint{endpoint("crm", rcv.URL)}, Concurrency: 32}
+		db, rcv, cfg := benchSchema(b)
 		store, err := dispatch.New(db.Pool, cfg)
 		if err != nil {
 			b.Fatal(err)
@@ -34,7 +40,7 @@ func BenchmarkDeliverBacklog(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		db.Exec(b, "ANALYZE walhook.deliveries")
+		db.Exec(b, "ANALYZE walhook.queue")
 		d, err := dispatch.New(db.Pool, cfg)
 		if err != nil {
 			b.Fatal(err)
@@ -65,12 +71,7 @@ func BenchmarkDeliverBacklog(b *testing.B) {
 func BenchmarkStoreAndDeliver(b *testing.B) {
 	const events, batch = 20000, 500
 	for range b.N {
-		db := testenv.NewDB(b)
-		if err := dispatch.Migrate(context.Background(), db.Pool, "walhook"); err != nil {
-			b.Fatal(err)
-		}
-		rcv := testenv.StartReceiver(b, nil)
-		cfg := dispatch.Config{Schema: "walhook", Endpoints: []dispatch.Endpoint{endpoint("crm", rcv.URL)}, Concurrency: 32}
+		db, _, cfg := benchSchema(b)
 		d, err := dispatch.New(db.Pool, cfg)
 		if err != nil {
 			b.Fatal(err)

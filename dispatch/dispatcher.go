@@ -70,10 +70,11 @@ type job struct {
 // call runs fn under a deadline of timeout and notes whether the database
 // answered.
 func (c *core) call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
+	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	err := fn(cctx)
-	c.db.note(ctx, err)
+	c.db.note(ctx, start, err)
 	return err
 }
 

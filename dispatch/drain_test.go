@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -101,7 +103,9 @@ func TestDeliveryResumesAfterSilentPartition(t *testing.T) {
 	ep := endpoint("crm", rcv.URL)
 	ep.MaxAttempts = 1000
 	ep.Backoff = dispatch.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}
-	cfg := dispatch.Config{Schema: "walhook", Endpoints: []dispatch.Endpoint{ep}}
+	var logs testenv.Buffer
+	cfg := dispatch.Config{Schema: "walhook", Endpoints: []dispatch.Endpoint{ep},
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	d, err := dispatch.New(pool, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +123,9 @@ func TestDeliveryResumesAfterSilentPartition(t *testing.T) {
 
 	proxy.blackhole(true)
 	failing.Store(false)
-	other, err := dispatch.New(h.db.Pool, cfg) // the capturing process, with its own route
+	otherCfg := cfg
+	otherCfg.Logger = nil
+	other, err := dispatch.New(h.db.Pool, otherCfg) // the capturing process, with its own route
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +155,13 @@ func TestDeliveryResumesAfterSilentPartition(t *testing.T) {
 	}
 	if !d.DatabaseReachable() {
 		t.Error("DatabaseReachable still false after delivery resumed")
+	}
+	out := logs.String()
+	if n := strings.Count(out, "database unreachable"); n != 1 {
+		t.Errorf("the outage was logged %d times, want once:\n%s", n, out)
+	}
+	if n := strings.Count(out, "database reachable again"); n != 1 {
+		t.Errorf("the recovery was logged %d times, want once:\n%s", n, out)
 	}
 }
 

@@ -15,20 +15,30 @@ import (
 // outage is logged once when it starts and once when it ends, not once per
 // failed call.
 type dbHealth struct {
-	log  *slog.Logger
-	down atomic.Bool
-	mu   sync.Mutex // orders the two log lines
+	log    *slog.Logger
+	down   atomic.Bool
+	lastOK atomic.Int64 // when the last call that got an answer started, Unix ns
+	mu     sync.Mutex   // orders the two log lines
 }
 
-// note records the result of a call made under parent: an answer from the
-// server (a row or a PostgreSQL error) means reachable; a deadline, a
-// network error or a closed connection means not. Calls cut short by
-// parent (shutdown) say nothing.
-func (h *dbHealth) note(parent context.Context, err error) {
+// note records the result of a call made under parent that started at
+// start: an answer from the server (a row or a PostgreSQL error) means
+// reachable; a deadline, a network error or a closed connection means not.
+// Calls cut short by parent (shutdown) say nothing, and so does a failure
+// of a call older than the last answer: a connection frozen during an
+// outage may time out after the network came back.
+func (h *dbHealth) note(parent context.Context, start time.Time, err error) {
 	if err != nil && parent.Err() != nil {
 		return
 	}
 	unreachable := isUnreachable(err)
+	if !unreachable {
+		if ns := start.UnixNano(); ns > h.lastOK.Load() {
+			h.lastOK.Store(ns)
+		}
+	} else if start.UnixNano() < h.lastOK.Load() {
+		return
+	}
 	if h.down.Load() == unreachable {
 		return
 	}

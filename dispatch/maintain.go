@@ -13,7 +13,7 @@ const (
 	sessionsInterval = 5 * time.Second
 	// rescueInterval is how often the rescue runs anyway, for lapsed leases
 	// and processes that came and went between two looks.
-	rescueInterval = time.Minute
+	rescueInterval = 15 * time.Second
 	pruneInterval  = time.Minute
 	pruneBatch     = 5000
 )
@@ -32,7 +32,10 @@ func (m maintenance) run(ctx context.Context) {
 	defer look.Stop()
 	prune := time.NewTicker(pruneInterval)
 	defer prune.Stop()
-	var seen map[string]bool
+	seen, err := m.walhookSessions(ctx) // from the start: a process killed before the first tick counts
+	if err != nil {
+		m.logDB(ctx, "look for walhook processes that went away", err)
+	}
 	lastRescue := time.Now()
 	for {
 		select {

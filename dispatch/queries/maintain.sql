@@ -6,7 +6,7 @@
 -- open under the application_name 'walhook:<id>'), and every claim whose
 -- lease lapsed, this process's own included (a claim it lost track of).
 -- No index leads to claimed rows: this scans the queue, which holds only
--- work in progress, and runs when a session went away or once a minute.
+-- work in progress, and runs when a session went away or every 15 seconds.
 UPDATE {{schema}}.queue q SET claimed_by = NULL, next_attempt_at = now()
 WHERE q.claimed_by IS NOT NULL AND q.status = 'pending'
   AND (q.next_attempt_at < now()

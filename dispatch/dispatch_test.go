@@ -22,8 +22,9 @@ func TestMigrateIsIdempotentAndHasSpecColumns(t *testing.T) {
 		t.Fatalf("second migrate: %v", err)
 	}
 	want := map[string][]string{
-		"events":            {"id", "type", "user_id", "committed_at", "payload"},
-		"deliveries":        {"event_id", "endpoint", "status", "attempts", "next_attempt_at", "delivered_at"},
+		"events": {"id", "type", "user_id", "committed_at", "payload", "body", "commit_lsn", "seq", "captured_at"},
+		"deliveries": {"event_id", "endpoint", "status", "attempts", "next_attempt_at", "delivered_at",
+			"user_id", "commit_lsn", "seq", "queued_at", "last_error", "claimed_by", "last_attempt_at"},
 		"delivery_attempts": {"event_id", "endpoint", "attempt", "attempted_at", "duration_ms", "status_code", "error", "response_body"},
 	}
 	for table, cols := range want {

@@ -146,7 +146,10 @@ func New(pool *pgxpool.Pool, cfg Config) (*Dispatcher, error) {
 	// 8x concurrency gave 8k events/s end to end, 64x 13k), within a memory
 	// budget that grows with concurrency, not with the backlog.
 	c.budget = &budget{maxCount: int64(64 * cfg.Concurrency), maxBytes: int64(cfg.Concurrency) << 21}
-	d := &Dispatcher{c: c, jobs: make(chan job, c.budget.maxCount), outcomes: make(chan outcome, c.budget.maxCount)}
+	// Outcomes wait for the completer in a short queue: when it falls
+	// behind, the senders wait rather than pile up answered attempts that a
+	// SIGKILL would leave unrecorded (and that the next process sends again).
+	d := &Dispatcher{c: c, jobs: make(chan job, c.budget.maxCount), outcomes: make(chan outcome, 2*maxOutcomeBatch)}
 	d.producer = newProducer(c, d.jobs)
 	d.store = &store{core: c, jobs: d.jobs, wake: d.producer.wake}
 	d.completer = &completer{core: c, outcomes: d.outcomes, wake: d.producer.wake, retryAt: d.producer.retryAt,

@@ -16,6 +16,7 @@ const (
 	rescueInterval = 15 * time.Second
 	pruneInterval  = time.Minute
 	pruneBatch     = 5000
+	vacuumInterval = 10 * time.Second
 )
 
 // maintenance rescues the claims of dead processes and prunes old events.
@@ -25,13 +26,15 @@ type maintenance struct {
 }
 
 // run rescues when a walhook session goes away and every rescueInterval,
-// and with a retention prunes every pruneInterval, until ctx is done. Run
-// has rescued once before.
+// vacuums the queue every vacuumInterval, and with a retention prunes every
+// pruneInterval, until ctx is done. Run has rescued once before.
 func (m maintenance) run(ctx context.Context) {
 	look := time.NewTicker(sessionsInterval)
 	defer look.Stop()
 	prune := time.NewTicker(pruneInterval)
 	defer prune.Stop()
+	vacuum := time.NewTicker(vacuumInterval)
+	defer vacuum.Stop()
 	seen, err := m.walhookSessions(ctx) // from the start: a process killed before the first tick counts
 	if err != nil {
 		m.logDB(ctx, "look for walhook processes that went away", err)
@@ -58,6 +61,14 @@ func (m maintenance) run(ctx context.Context) {
 			lastRescue = time.Now()
 			if err := m.call(ctx, maintainTimeout, m.rescue); err != nil {
 				m.logDB(ctx, "rescue deliveries of dead processes", err)
+			}
+		case <-vacuum.C:
+			err := m.call(ctx, maintainTimeout, func(ctx context.Context) error {
+				_, err := m.pool.Exec(ctx, m.sql.vacuumQueue)
+				return err
+			})
+			if err != nil {
+				m.logDB(ctx, "vacuum the queue", err)
 			}
 		case <-prune.C:
 			if m.cfg.Retention <= 0 {

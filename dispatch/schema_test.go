@@ -128,6 +128,12 @@ func TestLongSchemaName(t *testing.T) {
 	if err := rcv.WaitFor(wctx, func(r []testenv.Request) bool { return len(r) == 2 }); err != nil {
 		t.Fatal(err)
 	}
+	for h.count(t, `SELECT count(*) FROM "`+schema+`".deliveries WHERE status <> 'delivered'`) > 0 {
+		if wctx.Err() != nil {
+			t.Fatal("the two deliveries were not recorded as delivered in 30s")
+		}
+		time.Sleep(20 * time.Millisecond) // their outcomes recorded: delivered, not pending
+	}
 	n, err := dispatch.Replay(ctx, db.Pool, schema, dispatch.ReplayFilter{Status: "delivered"})
 	if err != nil || n != 2 {
 		t.Fatalf("replay: %d, %v", n, err)

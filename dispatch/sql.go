@@ -28,7 +28,7 @@ type statements struct {
 	storeEvents, storeDeliveries, notify string
 	claimDue, park, release              string
 	recordOutcomes, promoteNext          string
-	rescue, sessions, prune              string
+	rescue, sessions, prune, vacuumQueue string
 	status, replay, rehead               string
 }
 
@@ -40,7 +40,7 @@ func loadStatements(schema string) (statements, error) {
 		"store_events": &s.storeEvents, "store_deliveries": &s.storeDeliveries, "notify": &s.notify,
 		"claim_due": &s.claimDue, "park": &s.park, "release": &s.release,
 		"record_outcomes": &s.recordOutcomes, "promote_next": &s.promoteNext,
-		"rescue": &s.rescue, "sessions": &s.sessions, "prune": &s.prune,
+		"rescue": &s.rescue, "sessions": &s.sessions, "prune": &s.prune, "vacuum_queue": &s.vacuumQueue,
 		"status": &s.status, "replay": &s.replay, "rehead": &s.rehead,
 	}
 	named, err := parseNamed(queryFiles, "queries")

@@ -87,11 +87,10 @@ CREATE VIEW {{schema}}.events AS
 
 -- Deliveries not delivered are queue rows; a delivered one is the last
 -- attempt of its (event, endpoint), a success, with no queue row (a replay
--- puts it back in the queue). Written so that counting needs no index and
--- no join over the whole history: event_log is joined only when its
--- columns are read (a LEFT JOIN on its key is removed otherwise), only
--- retries (attempt > 1) can make a success not the last, and the queue is
--- small.
+-- puts it back in the queue). Every lookup here can go by an index (the
+-- event's id, the attempts' (event_id, endpoint, attempt), the queue's key),
+-- so that no plan made on stale statistics turns quadratic; only retries
+-- (attempt > 1) can make a success not the last.
 CREATE VIEW {{schema}}.deliveries AS
     SELECT q.event_id, q.endpoint, q.status, q.attempts, q.next_attempt_at, NULL::timestamptz AS delivered_at,
         q.user_id, q.commit_lsn, q.seq, q.queued_at, q.last_error, q.claimed_by, q.last_attempt_at, q.attempts_base
@@ -100,10 +99,11 @@ CREATE VIEW {{schema}}.deliveries AS
     SELECT a.event_id, a.endpoint, 'delivered', a.attempt, a.attempted_at, a.attempted_at,
         e.user_id, e.commit_lsn, e.seq, e.captured_at, NULL::text, NULL::text, a.attempted_at, NULL::int
     FROM {{schema}}.delivery_attempts a
-    LEFT JOIN {{schema}}.event_log e ON e.id = a.event_id
+    JOIN {{schema}}.event_log e ON e.id = a.event_id
     WHERE a.error IS NULL
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.delivery_attempts b
                       WHERE b.attempt > 1 AND b.event_id = a.event_id AND b.endpoint = a.endpoint
                         AND b.attempt > a.attempt)
       AND NOT EXISTS (SELECT 1 FROM {{schema}}.queue q
-                      WHERE q.event_id = a.event_id AND q.endpoint = a.endpoint);
+                      WHERE q.user_id = e.user_id AND q.endpoint = a.endpoint
+                        AND q.commit_lsn = e.commit_lsn AND q.seq = e.seq);

@@ -1,12 +1,10 @@
-// Package dispatch owns the side schema and delivery: it stores captured
-// events with one delivery row per subscribed endpoint, claims due
-// deliveries, signs and posts them, and records every HTTP attempt.
 package dispatch
 
 import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/walhook/walhook/cdc"
@@ -25,20 +23,20 @@ type Endpoint struct {
 	Backoff     Backoff
 	Headers     map[string]string
 	TLSConfig   *tls.Config // nil: system roots
-	// Filter selects the events of a subscribed type the endpoint gets
-	// (SPEC §9); nil selects them all. A rejected event gets no delivery
-	// row for this endpoint.
+	// Filter, if set, decides which events of the subscribed types the
+	// endpoint gets; an event it rejects gets no delivery to it at all, so
+	// per-user order holds over what the endpoint gets.
 	Filter func(cdc.Event) bool
 }
 
-func (e *Endpoint) subscribes(eventType string) bool {
-	for _, t := range e.Events {
-		if t == eventType {
-			return true
-		}
-	}
-	return false
+// wants reports whether the endpoint gets event ev: an event of a type it
+// subscribes to (or a snapshot of a backfill that names it) that its
+// filter accepts.
+func (e *Endpoint) wants(ev *cdc.Event) bool {
+	return ev.GoesTo(e.Name, e.subscribes) && (e.Filter == nil || e.Filter(*ev))
 }
+
+func (e *Endpoint) subscribes(eventType string) bool { return slices.Contains(e.Events, eventType) }
 
 // Config configures a Dispatcher.
 type Config struct {
@@ -51,8 +49,7 @@ type Config struct {
 	PollInterval time.Duration
 	UserAgent    string
 	Logger       *slog.Logger
-	// Observer is told of stored events and attempts; nil: nobody.
-	Observer Observer
+	Observer     Observer // nil: none
 }
 
 func (c *Config) validate() error {

@@ -2,69 +2,106 @@ package dispatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/walhook/walhook/cdc"
 )
 
-// Dispatcher stores captured events (it is the cdc.Sink) and delivers them.
-// Several walhook processes may run dispatchers on one database: claims are
-// taken with FOR UPDATE SKIP LOCKED and per-user order is kept in SQL.
-type Dispatcher struct {
+// Deadlines of the calls to PostgreSQL. A call that misses one has its
+// connection closed by pgx (a read cut off mid-statement leaves it
+// unusable), so a frozen socket never goes back to the pool.
+const (
+	storeTimeout    = 30 * time.Second // a batch of a large transaction
+	claimTimeout    = 3 * time.Second
+	outcomeTimeout  = 4 * time.Second
+	listenWait      = 5 * time.Second // a quiet LISTEN session proves itself alive this often
+	pingTimeout     = 2 * time.Second
+	maintainTimeout = 10 * time.Second
+)
+
+// core is what the parts of a Dispatcher share: the database, the
+// statements, the endpoints, the budget and the logs.
+type core struct {
 	cfg       Config
 	pool      *pgxpool.Pool
-	log       *slog.Logger
-	id        string // this process, as written in deliveries.claimed_by
+	sql       statements
+	id        string // this process, as written in queue.claimed_by
+	channel   string // NOTIFY channel of the schema
+	lease     time.Duration
 	endpoints map[string]*endpoint
 	names     []string
-	sql       queries
-	lease     time.Duration
-
-	// maxInFlight bounds claimed deliveries held in memory: queued in jobs,
-	// being attempted, or waiting for their outcome to be written.
-	maxInFlight int64
-	inFlight    atomic.Int64
-	// maxInFlightBytes bounds the bodies held for those deliveries; a claim
-	// may overshoot it by one batch.
-	maxInFlightBytes int64
-	inFlightBytes    atomic.Int64
-	jobs             chan job
-	outcomes         chan outcome
-	kick             chan struct{}  // wakes the claimer
-	retryAt          chan time.Time // tells the claimer when a retry falls due
-
-	// stopMu guards accepting: Write hands fresh deliveries to the workers
-	// only while Run is running.
-	stopMu    sync.RWMutex
-	accepting bool
+	budget    *budget
+	db        *dbHealth
+	log       *slog.Logger
+	observer  Observer
 }
 
-// endpoint is an Endpoint with its HTTP client.
+// endpoint is an Endpoint with its HTTP client and outage log.
 type endpoint struct {
 	Endpoint
 	client *http.Client
+	health endpointHealth
 }
 
 // job is one claimed delivery, ready to be attempted.
 type job struct {
-	ep       *endpoint
-	eventID  string
-	userID   string
-	attempts int // attempts made before this one
-	base     int // attempts at the last replay
-	queuedAt time.Time
-	// committedAt is the event's commit time, for the commit-to-delivery
-	// latency the Observer gets.
+	ep          *endpoint
+	eventID     string
+	userID      string
+	commitLSN   string
+	seq         int32
+	attempts    int // attempts made before this one
+	base        int // attempts at the last replay
+	queuedAt    time.Time
 	committedAt time.Time
 	body        []byte
+}
+
+// call runs fn under a deadline of timeout and notes whether the database
+// answered.
+func (c *core) call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := fn(cctx)
+	c.db.note(ctx, start, err)
+	return err
+}
+
+// logDB logs the error of a database call: at debug level while the
+// database is unreachable, since dbHealth said so once already.
+func (c *core) logDB(ctx context.Context, msg string, err error, args ...any) {
+	if ctx.Err() != nil {
+		return
+	}
+	level := slog.LevelWarn
+	if isUnreachable(err) {
+		level = slog.LevelDebug
+	}
+	c.log.Log(ctx, level, msg, append(args, "err", err)...)
+}
+
+// Dispatcher stores captured events (it is the cdc.Sink) and delivers them.
+// It wires parts with one job each: the store (Write), the producer (claims
+// due work, woken by the listener, the completer and retry timers), the
+// senders (HTTP workers), the completer (records outcomes in batches) and
+// maintenance (rescuer, pruner). Several walhook processes may run
+// dispatchers on one database.
+type Dispatcher struct {
+	c         *core
+	store     *store
+	producer  *producer
+	completer *completer
+	jobs      chan job
+	outcomes  chan outcome
 }
 
 // New returns a Dispatcher writing to cfg.Schema through pool. Migrate must
@@ -73,37 +110,57 @@ func New(pool *pgxpool.Pool, cfg Config) (*Dispatcher, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	d := &Dispatcher{
-		cfg:       cfg,
-		pool:      pool,
-		log:       cfg.Logger.With("component", "dispatch"),
-		id:        uuid.NewString(),
-		endpoints: map[string]*endpoint{},
-		sql:       newQueries(cfg.Schema),
-		kick:      make(chan struct{}, 1),
-		retryAt:   make(chan time.Time, 64),
+	sql, err := loadStatements(cfg.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("dispatch: %w", err)
+	}
+	log := cfg.Logger.With("component", "dispatch")
+	c := &core{
+		cfg: cfg, pool: pool, sql: sql, id: uuid.NewString(), channel: channelName(cfg.Schema),
+		endpoints: map[string]*endpoint{}, db: &dbHealth{log: log}, log: log, observer: cfg.Observer,
 	}
 	var maxTimeout time.Duration
 	for _, e := range cfg.Endpoints {
-		if _, dup := d.endpoints[e.Name]; dup {
+		if _, dup := c.endpoints[e.Name]; dup {
 			return nil, fmt.Errorf("dispatch: endpoint name %q used twice", e.Name)
 		}
-		d.endpoints[e.Name] = &endpoint{Endpoint: e, client: newHTTPClient(e, cfg.Concurrency)}
-		d.names = append(d.names, e.Name)
+		c.endpoints[e.Name] = &endpoint{Endpoint: e, client: newHTTPClient(e, cfg.Concurrency), health: endpointHealth{log: log}}
+		c.names = append(c.names, e.Name)
 		maxTimeout = max(maxTimeout, e.Timeout)
 	}
 	// A claim outlives its attempt by far; it only matters when a process
 	// hangs, since the rescuer frees the claims of processes that died.
-	d.lease = 2*maxTimeout + time.Minute
-	// Enough claimed deliveries in hand to keep the workers busy while the
+	c.lease = 2*maxTimeout + time.Minute
+	// Enough claimed deliveries in hand to keep the senders busy while the
 	// next claim and the last outcomes make their round trips (measured:
 	// 8x concurrency gave 8k events/s end to end, 64x 13k), within a memory
 	// budget that grows with concurrency, not with the backlog.
-	d.maxInFlight = int64(64 * cfg.Concurrency)
-	d.maxInFlightBytes = int64(cfg.Concurrency) << 21 // 2 MiB each: 64 MiB at the default 32
-	d.jobs = make(chan job, d.maxInFlight)
-	d.outcomes = make(chan outcome, d.maxInFlight)
+	c.budget = &budget{maxCount: int64(64 * cfg.Concurrency), maxBytes: int64(cfg.Concurrency) << 21}
+	// Outcomes wait for the completer in a short queue: when it falls
+	// behind, the senders wait rather than pile up answered attempts that a
+	// SIGKILL would leave unrecorded (and that the next process sends again).
+	d := &Dispatcher{c: c, jobs: make(chan job, c.budget.maxCount), outcomes: make(chan outcome, 2*maxOutcomeBatch)}
+	d.producer = newProducer(c, d.jobs)
+	d.store = &store{core: c, jobs: d.jobs, wake: d.producer.wake}
+	d.completer = &completer{core: c, outcomes: d.outcomes, wake: d.producer.wake, retryAt: d.producer.retryAt,
+		stopping: d.store.stopped}
 	return d, nil
+}
+
+// Write stores events; see store.Write. It implements cdc.Sink.
+func (d *Dispatcher) Write(ctx context.Context, events []cdc.Event) error {
+	return d.store.Write(ctx, events)
+}
+
+// DatabaseReachable is false from the first call to PostgreSQL that got no
+// answer until one gets an answer again. It costs an atomic load.
+func (d *Dispatcher) DatabaseReachable() bool { return !d.c.db.down.Load() }
+
+// Prune deletes events committed more than the retention ago whose
+// deliveries are all delivered, with their attempts, and returns how many
+// events it deleted.
+func (d *Dispatcher) Prune(ctx context.Context) (int64, error) {
+	return maintenance{core: d.c}.prune(ctx)
 }
 
 func newHTTPClient(e Endpoint, concurrency int) *http.Client {
@@ -126,68 +183,37 @@ func newHTTPClient(e Endpoint, concurrency int) *http.Client {
 // finish (each within its endpoint's timeout), records them, releases the
 // claims it did not start, and returns nil.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	d.stopMu.Lock()
-	d.accepting = true
-	d.stopMu.Unlock()
-
-	if err := d.rescue(ctx); err != nil && ctx.Err() == nil {
-		d.log.Warn("rescue deliveries of dead processes", "err", err)
+	c := d.c
+	d.store.start()
+	m := maintenance{core: c, wake: d.producer.wake}
+	if err := c.call(ctx, maintainTimeout, m.rescue); err != nil {
+		c.logDB(ctx, "rescue deliveries of dead processes", err)
 	}
 
-	var workers, background sync.WaitGroup
-	for range d.cfg.Concurrency {
-		workers.Go(func() { d.work(ctx) })
+	var senders, background sync.WaitGroup
+	for range c.cfg.Concurrency {
+		senders.Go(func() { sender{c}.work(ctx, d.jobs, d.outcomes) })
 	}
-	background.Go(func() { d.listen(ctx) })
-	background.Go(func() { d.rescueLoop(ctx) })
-	background.Go(func() { d.pruneLoop(ctx) })
-	outcomesDone := make(chan struct{})
-	go func() { defer close(outcomesDone); d.recordOutcomes() }()
+	background.Go(func() { (&listener{core: c, wake: d.producer.wake}).run(ctx) })
+	background.Go(func() { m.run(ctx) })
+	completed := make(chan struct{})
+	go func() { defer close(completed); d.completer.run() }()
 
-	d.claimLoop(ctx)
+	d.producer.run(ctx)
 
-	d.stopMu.Lock()
-	d.accepting = false
-	d.stopMu.Unlock()
-	workers.Wait()
+	d.store.stop()
+	senders.Wait()
 	close(d.outcomes)
-	<-outcomesDone
+	<-completed
 	background.Wait()
 
 	// Claims queued but not started go back to the queue for whoever runs next.
-	releaseCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := d.pool.Exec(releaseCtx, d.sql.release, d.id); err != nil {
-		d.log.Warn("release claims at shutdown; they return after the lease", "err", err, "lease", d.lease)
+	err := c.call(context.Background(), 10*time.Second, func(ctx context.Context) error {
+		_, err := c.pool.Exec(ctx, c.sql.release, c.id)
+		return err
+	})
+	if err != nil {
+		c.log.Warn("release claims at shutdown; they return after the lease", "err", err, "lease", c.lease)
 	}
 	return nil
-}
-
-// wake asks the claimer to look for due deliveries now.
-func (d *Dispatcher) wake() {
-	select {
-	case d.kick <- struct{}{}:
-	default:
-	}
-}
-
-// reserve takes up to n slots of in-flight capacity and returns how many it got.
-func (d *Dispatcher) reserve(n int64) int64 {
-	if d.inFlightBytes.Load() >= d.maxInFlightBytes {
-		return 0
-	}
-	for {
-		cur := d.inFlight.Load()
-		free := min(d.maxInFlight-cur, n)
-		if free <= 0 {
-			return 0
-		}
-		if d.inFlight.CompareAndSwap(cur, cur+free) {
-			return free
-		}
-	}
-}
-
-func isShutdown(ctx context.Context, err error) bool {
-	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
 }

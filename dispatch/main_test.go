@@ -89,7 +89,7 @@ func makeEvents(lsn uint64, users ...string) []cdc.Event {
 }
 
 // countWhere counts rows of a query returning one bigint.
-func (h *harness) count(t *testing.T, sql string, args ...any) int64 {
+func (h *harness) count(t testing.TB, sql string, args ...any) int64 {
 	t.Helper()
 	var n int64
 	h.db.QueryRowScan(t, sql, args, &n)
@@ -97,7 +97,7 @@ func (h *harness) count(t *testing.T, sql string, args ...any) int64 {
 }
 
 // waitDelivered waits until no delivery is pending.
-func (h *harness) waitSettled(t *testing.T, timeout time.Duration) {
+func (h *harness) waitSettled(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -110,4 +110,13 @@ func (h *harness) waitSettled(t *testing.T, timeout time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// markDelivered settles an event's deliveries as the completer does when
+// they succeed: the queue row goes, a successful attempt is logged.
+func (h *harness) markDelivered(t *testing.T, eventID string) {
+	t.Helper()
+	h.db.Exec(t, `WITH q AS (DELETE FROM walhook.queue WHERE event_id = $1 RETURNING event_id, endpoint, attempts)
+		INSERT INTO walhook.delivery_attempts (event_id, endpoint, attempt, attempted_at, duration_ms, status_code)
+		SELECT event_id, endpoint, attempts + 1, now(), 1, 200 FROM q`, eventID)
 }

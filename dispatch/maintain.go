@@ -3,75 +3,134 @@ package dispatch
 import (
 	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 const (
-	rescueInterval = 5 * time.Second
+	// sessionsInterval is how often maintenance looks for walhook processes
+	// that went away; their claims are rescued at once.
+	sessionsInterval = 5 * time.Second
+	// rescueInterval is how often the rescue runs anyway, for lapsed leases
+	// and processes that came and went between two looks.
+	rescueInterval = 15 * time.Second
 	pruneInterval  = time.Minute
-	pruneBatch     = 1000
+	pruneBatch     = 5000
+	vacuumInterval = 10 * time.Second
 )
+
+// maintenance rescues the claims of dead processes and prunes old events.
+type maintenance struct {
+	*core
+	wake func() // told when rescued deliveries are due; may be nil
+}
+
+// run rescues when a walhook session goes away and every rescueInterval,
+// vacuums the queue every vacuumInterval, and with a retention prunes every
+// pruneInterval, until ctx is done. Run has rescued once before.
+func (m maintenance) run(ctx context.Context) {
+	look := time.NewTicker(sessionsInterval)
+	defer look.Stop()
+	prune := time.NewTicker(pruneInterval)
+	defer prune.Stop()
+	vacuum := time.NewTicker(vacuumInterval)
+	defer vacuum.Stop()
+	seen, err := m.walhookSessions(ctx) // from the start: a process killed before the first tick counts
+	if err != nil {
+		m.logDB(ctx, "look for walhook processes that went away", err)
+	}
+	lastRescue := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-look.C:
+			now, err := m.walhookSessions(ctx)
+			if err != nil {
+				m.logDB(ctx, "look for walhook processes that went away", err)
+				continue
+			}
+			gone := false
+			for id := range seen {
+				gone = gone || !now[id]
+			}
+			seen = now
+			if !gone && time.Since(lastRescue) < rescueInterval {
+				continue
+			}
+			lastRescue = time.Now()
+			if err := m.call(ctx, maintainTimeout, m.rescue); err != nil {
+				m.logDB(ctx, "rescue deliveries of dead processes", err)
+			}
+		case <-vacuum.C:
+			err := m.call(ctx, maintainTimeout, func(ctx context.Context) error {
+				_, err := m.pool.Exec(ctx, m.sql.vacuumQueue)
+				return err
+			})
+			if err != nil {
+				m.logDB(ctx, "vacuum the queue", err)
+			}
+		case <-prune.C:
+			if m.cfg.Retention <= 0 {
+				continue
+			}
+			if _, err := m.prune(ctx); err != nil {
+				m.logDB(ctx, "prune delivered events", err)
+			}
+		}
+	}
+}
 
 // rescue returns to the queue the deliveries claimed by walhook processes
 // that no longer have a session (killed, crashed, cut off).
-func (d *Dispatcher) rescue(ctx context.Context) error {
-	tag, err := d.pool.Exec(ctx, d.sql.rescue, d.id)
+func (m maintenance) rescue(ctx context.Context) error {
+	tag, err := m.pool.Exec(ctx, m.sql.rescue, m.id)
 	if err != nil {
 		return err
 	}
 	if n := tag.RowsAffected(); n > 0 {
-		d.log.Info("rescued deliveries claimed by a process that is gone", "deliveries", n)
-		d.wake()
+		m.log.Info("rescued deliveries claimed by a process that is gone", "deliveries", n)
+		if m.wake != nil {
+			m.wake()
+		}
 	}
 	return nil
 }
 
-func (d *Dispatcher) rescueLoop(ctx context.Context) {
-	t := time.NewTicker(rescueInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := d.rescue(ctx); err != nil && !isShutdown(ctx, err) {
-				d.log.Warn("rescue deliveries of dead processes", "err", err)
-			}
+// walhookSessions returns the ids of the walhook processes connected now.
+func (m maintenance) walhookSessions(ctx context.Context) (map[string]bool, error) {
+	ids := map[string]bool{}
+	err := m.call(ctx, maintainTimeout, func(ctx context.Context) error {
+		rows, err := m.pool.Query(ctx, m.sql.sessions)
+		if err != nil {
+			return err
 		}
-	}
+		list, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, id := range list {
+			ids[id] = true
+		}
+		return err
+	})
+	return ids, err
 }
 
-// pruneLoop deletes delivered events older than the retention, in small
-// batches so that it never holds long locks.
-func (d *Dispatcher) pruneLoop(ctx context.Context) {
-	if d.cfg.Retention <= 0 {
-		return
-	}
-	t := time.NewTicker(pruneInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := d.Prune(ctx); err != nil && !isShutdown(ctx, err) {
-				d.log.Warn("prune delivered events", "err", err)
-			}
-		}
-	}
-}
-
-// Prune deletes events committed more than the retention ago whose
-// deliveries are all delivered, with their deliveries and attempts, and
-// returns how many events it deleted.
-func (d *Dispatcher) Prune(ctx context.Context) (int64, error) {
+// prune deletes, in batches with a deadline each so that it never holds
+// long locks, the events past the retention that have nothing left to
+// deliver.
+func (m maintenance) prune(ctx context.Context) (int64, error) {
 	var total int64
 	for {
-		tag, err := d.pool.Exec(ctx, d.sql.prune, d.cfg.Retention.Milliseconds(), pruneBatch)
+		var n int64
+		err := m.call(ctx, maintainTimeout, func(ctx context.Context) error {
+			tag, err := m.pool.Exec(ctx, m.sql.prune, m.cfg.Retention.Milliseconds(), pruneBatch)
+			n = tag.RowsAffected()
+			return err
+		})
 		if err != nil {
 			return total, err
 		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < pruneBatch {
+		total += n
+		if n < pruneBatch {
 			return total, nil
 		}
 	}

@@ -3,12 +3,15 @@ package dispatch
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
+
+// operateTimeout bounds status and replay, so that a command run against a
+// database that stopped answering ends.
+const operateTimeout = time.Minute
 
 // EndpointStatus summarises one endpoint's deliveries for `walhook status`.
 type EndpointStatus struct {
@@ -20,22 +23,27 @@ type EndpointStatus struct {
 
 // QueryStatus returns the pending and failed deliveries per endpoint.
 func QueryStatus(ctx context.Context, pool *pgxpool.Pool, schema string) ([]EndpointStatus, error) {
-	q := pgx.Identifier{schema}.Sanitize()
-	rows, err := pool.Query(ctx, `SELECT endpoint,
-			count(*) FILTER (WHERE status = 'pending'),
-			count(*) FILTER (WHERE status = 'failed'),
-			coalesce(extract(epoch FROM now() - min(queued_at) FILTER (WHERE status = 'pending')), 0)::float8
-		FROM `+q+`.deliveries WHERE status <> 'delivered' GROUP BY endpoint ORDER BY endpoint`)
+	sql, err := loadStatements(schema)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, operateTimeout)
+	defer cancel()
+	rows, err := pool.Query(ctx, sql.status)
 	if err != nil {
 		return nil, fmt.Errorf("query delivery status in schema %q: %w", schema, err)
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (EndpointStatus, error) {
+	st, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (EndpointStatus, error) {
 		var s EndpointStatus
 		var age float64
 		err := row.Scan(&s.Endpoint, &s.Pending, &s.Failed, &age)
 		s.OldestPending = time.Duration(age * float64(time.Second))
 		return s, err
 	})
+	if err != nil {
+		return nil, fmt.Errorf("query delivery status in schema %q: %w", schema, err)
+	}
+	return st, nil
 }
 
 // ReplayFilter selects the deliveries `walhook replay` puts back in the
@@ -52,32 +60,18 @@ type ReplayFilter struct {
 // max_age budget, attempt numbers continuing. Deliveries being attempted at
 // this moment are left alone. It returns how many it re-queued.
 func Replay(ctx context.Context, pool *pgxpool.Pool, schema string, f ReplayFilter) (int64, error) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, fmt.Sprintf(cond, len(args)))
-	}
-	if f.EventID != "" {
-		add("d.event_id = $%d", f.EventID)
-	}
-	if f.Endpoint != "" {
-		add("d.endpoint = $%d", f.Endpoint)
-	}
-	if f.Status != "" {
-		add("d.status = $%d", f.Status)
-	}
-	if !f.Since.IsZero() {
-		add("EXISTS (SELECT 1 FROM "+pgx.Identifier{schema}.Sanitize()+".events e WHERE e.id = d.event_id AND e.committed_at >= $%d)", f.Since)
-	}
-	if len(where) == 0 {
+	if f == (ReplayFilter{}) {
 		return 0, fmt.Errorf("replay: give -event, -endpoint, -status or -since")
 	}
-	sq := newQueries(schema)
-	requeue := strings.Replace(sq.requeue, "WHERE_FILTER", strings.Join(where, " AND "), 1)
+	sql, err := loadStatements(schema)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, operateTimeout)
+	defer cancel()
 	var n int64
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, requeue, args...)
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, sql.replay, orNil(f.EventID), orNil(f.Endpoint), orNil(f.Status), timeOrNil(f.Since))
 		if err != nil {
 			return err
 		}
@@ -97,14 +91,28 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, schema string, f ReplayFilt
 			return nil
 		}
 		// Which pending delivery comes first may have changed for these users.
-		if _, err := tx.Exec(ctx, sq.rehead, users, endpoints); err != nil {
+		if _, err := tx.Exec(ctx, sql.rehead, users, endpoints); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, "SELECT pg_notify($1, '')", sq.channel)
+		_, err = tx.Exec(ctx, sql.notify, channelName(schema), "")
 		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("replay deliveries: %w", err)
 	}
 	return n, nil
+}
+
+func orNil(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,118 +14,169 @@ import (
 	"github.com/walhook/walhook/cdc"
 )
 
-// maxStoreTries bounds how often Write runs its transaction again after a
-// deadlock or serialization failure before it reports the error.
-const maxStoreTries = 5
+const (
+	// maxStoreTries bounds how often Write runs its statement again after a
+	// deadlock or serialization failure before it reports the error.
+	maxStoreTries = 5
+	// notifyEvery spaces the NOTIFYs of the store: other processes poll
+	// anyway, and each NOTIFY serialises commits.
+	notifyEvery = 100 * time.Millisecond
+)
+
+// store is the cdc.Sink: it writes events and their deliveries, and hands
+// the fresh deliveries it claims straight to the senders.
+type store struct {
+	*core
+	jobs chan<- job
+	wake func()
+
+	// mu guards accepting: fresh deliveries go to the senders only while
+	// Run runs.
+	mu         sync.RWMutex
+	accepting  bool
+	lastNotify time.Time // Write calls do not overlap (cdc.Sink)
+}
+
+func (s *store) start() { s.mu.Lock(); s.accepting = true; s.mu.Unlock() }
+func (s *store) stop()  { s.mu.Lock(); s.accepting = false; s.mu.Unlock() }
+
+// stopped is true once Run has begun to shut down.
+func (s *store) stopped() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return !s.accepting
+}
 
 // storeRows are the columns Write sends, one array per column, so that a
-// batch of any size is a fixed number of statements.
+// batch of any size is one statement.
 type storeRows struct {
 	ids, lsns, types, users, bodies []string
 	seqs                            []int32
 	committed                       []time.Time
-	// deliveries: one per event and subscribed endpoint
-	dEvent, dEndpoint, dUser, dLSN []string
-	dSeq                           []int32
-	bodyOf                         map[string][]byte
-	committedOf                    map[string]time.Time
+	dEvent, dEndpoint               []string // one per event and endpoint that wants it
+	byID                            map[string]*cdc.Event
 }
 
-func (d *Dispatcher) rowsFor(events []cdc.Event) *storeRows {
+func (s *store) rowsFor(events []cdc.Event) *storeRows {
 	n := len(events)
 	r := &storeRows{
 		ids: make([]string, n), lsns: make([]string, n), types: make([]string, n), users: make([]string, n),
 		bodies: make([]string, n), seqs: make([]int32, n), committed: make([]time.Time, n),
-		bodyOf: make(map[string][]byte, n), committedOf: make(map[string]time.Time, n),
+		byID: make(map[string]*cdc.Event, n),
 	}
-	for i, e := range events {
+	for i := range events {
+		e := &events[i]
 		r.ids[i], r.lsns[i], r.seqs[i], r.types[i], r.users[i] = e.ID, e.CommitLSN.String(), int32(e.Index), e.Type, e.UserID
 		r.committed[i], r.bodies[i] = e.CommittedAt, string(e.Body)
-		for _, name := range d.names {
-			if ep := d.endpoints[name]; e.GoesTo(name, ep.subscribes) && (ep.Filter == nil || ep.Filter(e)) {
-				r.dEvent, r.dEndpoint, r.dUser = append(r.dEvent, e.ID), append(r.dEndpoint, name), append(r.dUser, e.UserID)
-				r.dLSN, r.dSeq = append(r.dLSN, r.lsns[i]), append(r.dSeq, r.seqs[i])
-				r.bodyOf[e.ID], r.committedOf[e.ID] = e.Body, e.CommittedAt
+		for _, name := range s.names {
+			if s.endpoints[name].wants(e) {
+				r.dEvent, r.dEndpoint = append(r.dEvent, e.ID), append(r.dEndpoint, name)
+				r.byID[e.ID] = e
 			}
 		}
 	}
 	return r
 }
 
-// Write stores events and one pending delivery per subscribed endpoint, in
-// one round trip and one transaction, and implements cdc.Sink: once it
-// returns nil the events survive any crash. Events stored before (a replay
-// of the stream) are ignored. While Run is running, fresh deliveries that
-// may be attempted at once are claimed in the same transaction and handed
-// to the workers with the bodies in hand, so a new event is attempted
-// without a poll and without reading it back.
-func (d *Dispatcher) Write(ctx context.Context, events []cdc.Event) error {
+// Write stores events and one pending delivery per endpoint that wants
+// each, in one statement, and implements cdc.Sink: once it returns nil the
+// events survive any crash. Events stored before (a replay of the stream)
+// are ignored with their deliveries. While Run runs, fresh deliveries that
+// may be attempted at once are claimed by the same statement and handed to
+// the senders with the bodies in hand.
+func (s *store) Write(ctx context.Context, events []cdc.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	r := d.rowsFor(events)
+	r := s.rowsFor(events)
 
-	d.stopMu.RLock()
-	defer d.stopMu.RUnlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	var reserved int64
-	if d.accepting && len(r.dEvent) > 0 {
-		reserved = d.reserve(int64(len(r.dEvent)))
+	if s.accepting && len(r.dEvent) > 0 {
+		reserved = s.budget.reserve(int64(len(r.dEvent)))
 	}
-	claimed, stored, err := d.store(ctx, r, reserved)
-	// The transaction's FOR SHARE can deadlock with an outcome being
-	// recorded; the transaction is then simply run again.
+	res, err := s.storeOnce(ctx, r, reserved)
+	// The store's FOR SHARE can deadlock with an outcome being recorded; it
+	// is then simply run again.
 	for try := 1; isRetryable(err) && try < maxStoreTries; try++ {
 		time.Sleep(time.Duration(rand.IntN(10*try)) * time.Millisecond)
-		claimed, stored, err = d.store(ctx, r, reserved)
+		res, err = s.storeOnce(ctx, r, reserved)
 	}
 	if err != nil {
-		d.inFlight.Add(-reserved)
+		s.budget.settle(reserved, 0, 0)
 		return fmt.Errorf("store %d events (%s..%s): %w", len(events), r.ids[0], r.ids[len(r.ids)-1], err)
 	}
-	d.cfg.Observer.Stored(int(stored))
-	d.inFlight.Add(int64(len(claimed)) - reserved)
-	d.hand(claimed)
+	var bytes int64
+	for _, j := range res.claimed {
+		bytes += int64(len(j.body))
+	}
+	s.budget.settle(reserved, int64(len(res.claimed)), bytes)
+	for _, j := range res.claimed {
+		s.jobs <- j // never blocks: the channel holds the whole budget
+	}
+	s.observer.Stored(int(res.stored))
+	if res.unclaimed && time.Since(s.lastNotify) >= notifyEvery {
+		s.lastNotify = time.Now()
+		err := s.call(ctx, claimTimeout, func(ctx context.Context) error {
+			_, err := s.pool.Exec(ctx, s.sql.notify, s.channel, s.id)
+			return err
+		})
+		if err != nil {
+			s.logDB(ctx, "notify other processes of due deliveries", err)
+		}
+	}
 	return nil
 }
 
-// store runs Write's transaction once and returns the deliveries it claimed
-// for this process (at most reserved) and how many events were new.
-func (d *Dispatcher) store(ctx context.Context, r *storeRows, reserved int64) ([]job, int64, error) {
-	b := &pgx.Batch{}
-	var stored int64
-	b.Queue(d.sql.insertEvents, r.ids, r.lsns, r.seqs, r.types, r.users, r.committed, r.bodies).Exec(func(ct pgconn.CommandTag) error {
-		stored = ct.RowsAffected()
-		return nil
-	})
-	var claimed []job
-	if len(r.dEvent) > 0 {
-		b.Queue(d.sql.insertDelivs, r.dEvent, r.dEndpoint, r.dUser, r.dLSN, r.dSeq, d.id, reserved, d.lease.Milliseconds()).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var j job
-				var name string
-				var mine bool
-				if err := rows.Scan(&j.eventID, &name, &j.userID, &mine); err != nil {
-					return err
-				}
-				if mine {
-					j.ep, j.queuedAt, j.body, j.committedAt = d.endpoints[name], time.Now(), r.bodyOf[j.eventID], r.committedOf[j.eventID]
-					claimed = append(claimed, j)
-				}
-			}
-			return rows.Err()
-		})
-		b.Queue("SELECT pg_notify($1, $2)", d.sql.channel, d.id)
-	}
-	// SendBatch runs the statements in one implicit transaction.
-	if err := d.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, 0, err
-	}
-	return claimed, stored, nil
+// storeResult is what one run of the store statement did.
+type storeResult struct {
+	claimed   []job
+	stored    int64 // new events
+	unclaimed bool  // a fresh delivery is due that this process did not take
 }
 
-// isRetryable is true for errors that roll back a transaction that can
-// simply be run again: deadlocks and serialization failures.
+func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (storeResult, error) {
+	var res storeResult
+	err := s.call(ctx, storeTimeout, func(ctx context.Context) error {
+		res = storeResult{}
+		b := &pgx.Batch{}
+		b.Queue(s.sql.storeEvents, r.ids, r.lsns, r.seqs, r.types, r.users, r.committed, r.bodies).Exec(func(tag pgconn.CommandTag) error {
+			res.stored = tag.RowsAffected()
+			return nil
+		})
+		if len(r.dEvent) > 0 {
+			b.Queue(s.sql.storeDeliveries, r.dEvent, r.dEndpoint, s.id, reserved, s.lease.Milliseconds()).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					var id, name string
+					var mine, due bool
+					if err := rows.Scan(&id, &name, &mine, &due); err != nil {
+						return err
+					}
+					if !mine {
+						res.unclaimed = res.unclaimed || due
+						continue
+					}
+					e := r.byID[id]
+					res.claimed = append(res.claimed, job{ep: s.endpoints[name], eventID: e.ID, userID: e.UserID,
+						commitLSN: e.CommitLSN.String(), seq: int32(e.Index), queuedAt: time.Now(),
+						committedAt: e.CommittedAt, body: e.Body})
+				}
+				return rows.Err()
+			})
+		}
+		// SendBatch runs the statements in one implicit transaction.
+		return s.pool.SendBatch(ctx, b).Close()
+	})
+	return res, err
+}
+
+// isRetryable is true for errors that roll back a store that can simply be
+// run again: deadlocks, serialization failures, and a unique violation from
+// a concurrent store of the same events.
 func isRetryable(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001" || pgErr.Code == "23505")
 }
+
+var _ cdc.Sink = (*Dispatcher)(nil)

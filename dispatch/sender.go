@@ -33,22 +33,26 @@ type outcome struct {
 	next        time.Time // when pending: the next attempt
 }
 
+// sender is an HTTP worker: it signs and posts claimed deliveries, one at a
+// time, and passes what came of each to the completer.
+type sender struct{ *core }
+
 // work attempts jobs until ctx is done. An attempt under way when ctx is
 // cancelled still runs to its end (bounded by the endpoint's timeout), so
 // that it is recorded.
-func (d *Dispatcher) work(ctx context.Context) {
+func (s sender) work(ctx context.Context, jobs <-chan job, outcomes chan<- outcome) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case j := <-d.jobs:
-			d.outcomes <- d.attempt(context.WithoutCancel(ctx), j)
+		case j := <-jobs:
+			outcomes <- s.attempt(context.WithoutCancel(ctx), j)
 		}
 	}
 }
 
 // attempt posts the job's body once and decides what follows.
-func (d *Dispatcher) attempt(ctx context.Context, j job) outcome {
+func (s sender) attempt(ctx context.Context, j job) outcome {
 	ep := j.ep
 	o := outcome{job: j, attemptedAt: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, ep.Timeout)
@@ -61,7 +65,7 @@ func (d *Dispatcher) attempt(ctx context.Context, j job) outcome {
 			req.Header.Set(k, v)
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("User-Agent", d.cfg.UserAgent)
+		req.Header.Set("User-Agent", s.cfg.UserAgent)
 		signature.SetHeaders(req.Header, ep.Secrets, j.eventID, o.attemptedAt, j.body)
 		var resp *http.Response
 		resp, err = ep.client.Do(req)
@@ -88,21 +92,31 @@ func (d *Dispatcher) attempt(ctx context.Context, j job) outcome {
 	}
 	o.duration = time.Since(o.attemptedAt)
 
+	now := time.Now()
+	ep.health.attempted(ep.Name, o.err, now)
 	n := j.attempts + 1
 	switch {
 	case o.err == "":
 		o.status = "delivered"
-		d.cfg.Observer.Attempted(ep.Name, "delivered", o.duration)
-		d.cfg.Observer.Delivered(ep.Name, time.Since(j.committedAt))
-	case n-j.base >= ep.MaxAttempts || time.Since(j.queuedAt) >= ep.MaxAge:
+		s.observer.Delivered(ep.Name, now.Sub(j.committedAt))
+	case n-j.base >= ep.MaxAttempts || now.Sub(j.queuedAt) >= ep.MaxAge:
 		o.status = "failed"
-		d.cfg.Observer.Attempted(ep.Name, "failed", o.duration)
+		s.log.Error("delivery failed; giving up until replayed", "endpoint", ep.Name, "event_id", j.eventID,
+			"attempts", n, "err", o.err)
 	default:
 		o.status = "pending"
-		o.next = nextAttempt(time.Now(), n-j.base, retryAfter, ep.Backoff, rand.Float64())
-		d.cfg.Observer.Attempted(ep.Name, "retry", o.duration)
+		o.next = nextAttempt(now, n-j.base, retryAfter, ep.Backoff, rand.Float64())
 	}
+	s.observer.Attempted(ep.Name, outcomeName(o.status), o.duration)
 	return o
+}
+
+// outcomeName is the Observer's word for a delivery's new status.
+func outcomeName(status string) string {
+	if status == "pending" {
+		return "retry"
+	}
+	return status
 }
 
 // describeError says why an attempt got no answer, without the URL, which

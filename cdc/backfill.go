@@ -5,7 +5,7 @@ import (
 	"slices"
 )
 
-// Backfills (SPEC §10) follow DBLog's watermarks (Netflix, 2019). For each
+// Backfills (docs/cli.md, walhook backfill) follow DBLog's watermarks (Netflix, 2019). For each
 // chunk of rows, the backfill process commits a LOW watermark, a logical
 // decoding message; reads the chunk by primary key; and commits a HIGH
 // watermark carrying the rows read. Transactions reach the stream in commit

@@ -37,7 +37,7 @@ type Config struct {
 	// with an error logged, so that no row can stall capture or take
 	// memory without bound. Default 1 MiB.
 	MaxEventBytes int
-	// Rules, if set, decides each event's type (SPEC §9); see Classifier.
+	// Rules, if set, decides each event's type (docs/configuration.md, source.rules); see Classifier.
 	Rules Classifier
 	// MaxBatchEvents bounds the events per Sink.Write. Default 2000.
 	MaxBatchEvents int

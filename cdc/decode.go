@@ -12,7 +12,7 @@ import (
 // txn is the transaction being decoded, from its Begin message.
 type txn struct {
 	// lsn is Begin.FinalLSN, the start of the commit record: the first half
-	// of every event id of the transaction (SPEC §2).
+	// of every event id of the transaction (docs/webhooks.md, event ids).
 	lsn         pglogrepl.LSN
 	committedAt time.Time
 	idPrefix    string // "0/16B3748-"
@@ -87,9 +87,9 @@ func (bd *bodyParts) inData(i int) bool {
 }
 
 // encode builds the event for a change of rel in transaction tx at index
-// tx.index. It reports false when the change emits nothing (SPEC §1): an
-// update, with the old row known, that changed no exported column or only
-// ignored ones.
+// tx.index. It reports false when the change emits nothing
+// (docs/configuration.md, ignore_update_columns): an update, with the old
+// row known, that changed no exported column or only ignored ones.
 func (e *encoder) encode(rel *relation, ch *change, tx *txn) (Event, bool) {
 	// A matching rule sets the type, and an update that changed only
 	// excluded or ignored columns is an event when a rule asks for it.
@@ -134,11 +134,11 @@ func (e *encoder) encode(rel *relation, ch *change, tx *txn) (Event, bool) {
 	}, true
 }
 
-// build serializes the body within maxBytes (SPEC §3). It measures before
-// it writes: the sizes of the values, known from the message, decide which
-// of the largest to leave out, so that a huge value is never rendered. A
-// body still over the cap once rendered (escapes grow a string up to six
-// times) is rebuilt once from the measured sizes.
+// build serializes the body within maxBytes (docs/webhooks.md, "omitted").
+// It measures before it writes: the sizes of the values, known from the
+// message, decide which of the largest to leave out, so that a huge value
+// is never rendered. A body still over the cap once rendered (escapes grow
+// a string up to six times) is rebuilt once from the measured sizes.
 func (e *encoder) build(bd *bodyParts) []byte {
 	n := len(bd.rel.cols)
 	e.omit = slices.Grow(e.omit[:0], n)[:n]

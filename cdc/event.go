@@ -13,7 +13,7 @@ import (
 // Event is one captured change of the source table, ready to be stored and
 // delivered.
 type Event struct {
-	// ID is the event id of SPEC §2: the commit LSN of the change's
+	// ID is the event id of docs/webhooks.md: the commit LSN of the change's
 	// transaction, a hyphen, and the change's 0-based index in it.
 	ID string
 	// CommitLSN and Index are the two parts of ID; together they order events
@@ -26,7 +26,7 @@ type Event struct {
 	UserID string
 	// CommittedAt is the transaction's commit time.
 	CommittedAt time.Time
-	// Body is the webhook body (SPEC §3), serialized once; it is stored and
+	// Body is the webhook body (docs/webhooks.md), serialized once; it is stored and
 	// sent byte for byte on every attempt.
 	Body []byte
 	// Endpoints, where not nil, are the only endpoints the event goes to,

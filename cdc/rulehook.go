@@ -26,7 +26,7 @@ func (o Op) String() string {
 	return "op(" + strconv.Itoa(int(o)) + ")"
 }
 
-// Classifier applies the lifecycle rules of SPEC §9: it decides the type of
+// Classifier applies the lifecycle rules (docs/configuration.md, source.rules): it decides the type of
 // each change's event. Capture calls it from one goroutine.
 type Classifier interface {
 	// Bind is called whenever the stream describes the source table anew

@@ -83,7 +83,7 @@ func TestRuleHook(t *testing.T) {
 }
 
 // BenchmarkRules is the cost of rules per change: the encoding of one
-// update without rules, with the rules of SPEC §9 (all four evaluated, none
+// update without rules, with the rules of docs/configuration.md (all four evaluated, none
 // matching) and with one that matches.
 func BenchmarkRules(b *testing.B) {
 	spec := compileUsers(b,

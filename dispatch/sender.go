@@ -18,7 +18,7 @@ import (
 
 const (
 	maxResponseRead   = 64 << 10 // read so the connection can be reused
-	maxResponseStored = 1 << 10  // SPEC §5: first 1 KiB
+	maxResponseStored = 1 << 10  // docs/side-schema.md: the first 1 KiB
 )
 
 // outcome is what one attempt of a job came to.

@@ -1,4 +1,4 @@
-// Package backfill runs `walhook backfill` (SPEC §10) and keeps the progress
+// Package backfill runs `walhook backfill` (docs/cli.md) and keeps the progress
 // of backfills in the side schema's backfills table. The watermark method
 // itself, and the capture's part in it, are in package cdc (backfill.go).
 package backfill

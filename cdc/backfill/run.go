@@ -52,7 +52,7 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Run runs a backfill (SPEC §10) of the table capture describes, whose
+// Run runs a backfill (docs/cli.md) of the table capture describes, whose
 // sidecar keeps its side schema in schema, until every row is read, ctx
 // ends (run it again with the same id to resume), or it is cancelled
 // (ErrCancelled). It returns the backfill's progress.

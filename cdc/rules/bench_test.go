@@ -8,7 +8,7 @@ import (
 )
 
 // BenchmarkFilter is the cost of an endpoint filter per event and endpoint:
-// parsing the body as delivered and evaluating SPEC §9's per-plan filter.
+// parsing the body as delivered and evaluating the per-plan filter of docs/configuration.md.
 func BenchmarkFilter(b *testing.B) {
 	c, err := rules.NewCompiler(usersTable(true), nil)
 	if err != nil {

@@ -132,7 +132,7 @@ func rule(typ string, on cdc.Op, when string) rules.Rule {
 	return rules.Rule{Type: typ, On: on, When: rules.Expr{Text: when, Key: "source.rules[x].when", File: "walhook.yaml", Line: 1}}
 }
 
-// specRules are the rules of SPEC §9.
+// specRules are the rules of the example in docs/configuration.md.
 var specRules = []rules.Rule{
 	rule("user.deleted", cdc.OpUpdate, `old.deleted_at == null && new.deleted_at != null`),
 	rule("user.restored", cdc.OpUpdate, `old.deleted_at != null && new.deleted_at == null`),
@@ -189,7 +189,7 @@ func expect(t *testing.T, e cdc.Event, typ, col string, val any, previous map[st
 	}
 }
 
-// TestSpecRulesUnderFull: each rule of SPEC §9 gives its type, with the
+// TestSpecRulesUnderFull: each rule of that example gives its type, with the
 // data and previous of an update; ignore emits nothing but keeps its index;
 // the password hash appears nowhere.
 func TestSpecRulesUnderFull(t *testing.T) {

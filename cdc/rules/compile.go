@@ -1,4 +1,5 @@
-// Package rules compiles and evaluates the CEL expressions of SPEC §9:
+// Package rules compiles and evaluates the CEL expressions of
+// docs/configuration.md (source.rules, endpoints[].filter):
 // lifecycle rules, which decide an event's type from its change
 // (source.rules), and endpoint filters, which decide which endpoints get an
 // event (endpoints[].filter).

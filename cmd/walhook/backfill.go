@@ -17,7 +17,7 @@ type names []string
 func (n *names) String() string     { return strings.Join(*n, ",") }
 func (n *names) Set(v string) error { *n = append(*n, v); return nil }
 
-// runBackfill implements `walhook backfill` (SPEC §10).
+// runBackfill implements `walhook backfill` (docs/cli.md).
 func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("backfill", stderr)
 	configPath := fs.String("config", "", "configuration `file` (YAML)")

@@ -2,7 +2,7 @@
 -- {{schema}} is replaced by the quoted schema name.
 
 CREATE TABLE {{schema}}.events (
-    id           text        PRIMARY KEY,       -- "<commit LSN>-<index>" (SPEC §2)
+    id           text        PRIMARY KEY,       -- "<commit LSN>-<index>" (docs/webhooks.md, event ids)
     commit_lsn   pg_lsn      NOT NULL,          -- with seq: commit order
     seq          int         NOT NULL,
     type         text        NOT NULL,
@@ -26,7 +26,7 @@ CREATE TABLE {{schema}}.deliveries (
     attempts        int         NOT NULL DEFAULT 0,
     attempts_base   int         NOT NULL DEFAULT 0, -- attempts when last replayed: max_attempts counts from here
     -- When the delivery may be attempted; 'infinity' while an earlier
-    -- delivery of the same user to the same endpoint is pending (SPEC §4).
+    -- delivery of the same user to the same endpoint is pending (docs/webhooks.md, per-user order).
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     queued_at       timestamptz NOT NULL DEFAULT now(), -- captured or replayed: max_age counts from here
     delivered_at    timestamptz,

@@ -1,7 +1,8 @@
--- Backfills (SPEC §10): one row per `walhook backfill`, its options and its
--- progress. The backfill process creates the row and marks it done or
--- cancelled; the sidecar advances it one chunk at a time, after the chunk's
--- events are stored and before its position passes the chunk's watermark.
+-- Backfills (docs/cli.md, walhook backfill): one row per `walhook backfill`,
+-- its options and its progress. The backfill process creates the row and
+-- marks it done or cancelled; the sidecar advances it one chunk at a time,
+-- after the chunk's events are stored and before its position passes the
+-- chunk's watermark.
 -- {{schema}} is replaced by the quoted schema name.
 
 CREATE TABLE {{schema}}.backfills (

@@ -1,5 +1,5 @@
 // Package signature signs and verifies webhook requests the Standard Webhooks
-// way (SPEC §3 and §8): an HMAC-SHA256 over "<id>.<timestamp>.<body>", keyed
+// way (docs/webhooks.md): an HMAC-SHA256 over "<id>.<timestamp>.<body>", keyed
 // with the decoded part of a whsec_ secret, sent in the webhook-id,
 // webhook-timestamp and webhook-signature headers.
 //

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Header names of SPEC §3. Go canonicalizes them on the wire
+// Header names of docs/webhooks.md. Go canonicalizes them on the wire
 // (Webhook-Id); HTTP header names are case-insensitive, so receivers do not
 // care.
 const (

@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultTolerance is how far a request's timestamp may be from now, in the
-// past or the future, before Verify rejects it (SPEC §8). It bounds how long
+// past or the future, before Verify rejects it (docs/webhooks.md, the signature). It bounds how long
 // a captured request can be replayed.
 const DefaultTolerance = 5 * time.Minute
 
@@ -35,7 +35,7 @@ var (
 	ErrNoMatchingSignature = errors.New("no matching signature")
 )
 
-// Verifier checks signed requests for receivers (SPEC §8). Fields may be set
+// Verifier checks signed requests for receivers (docs/webhooks.md). Fields may be set
 // directly; the zero Tolerance and a nil Now mean the defaults. A Verifier is
 // safe for concurrent use as long as its fields are not changed.
 type Verifier struct {

@@ -33,7 +33,7 @@ func commitOrder(t *testing.T, db *testenv.DB) map[string][]string {
 	return order
 }
 
-// assertFirstArrivalInCommitOrder checks SPEC §4's per-user order.
+// assertFirstArrivalInCommitOrder checks the per-user order of docs/webhooks.md.
 func assertFirstArrivalInCommitOrder(t *testing.T, db *testenv.DB, rcv *testenv.Receiver) {
 	t.Helper()
 	first := map[string]int{}

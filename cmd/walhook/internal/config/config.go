@@ -1,4 +1,4 @@
-// Package config loads walhook's YAML configuration (SPEC §6): it expands
+// Package config loads walhook's YAML configuration (docs/configuration.md): it expands
 // ${VAR} from the environment inside values, applies defaults, resolves each
 // endpoint's overrides of the delivery settings, and checks everything before
 // walhook touches the database, reporting every problem with its key and line.
@@ -62,7 +62,7 @@ type Source struct {
 	// MaxEventBytes caps an event's body: over it, the largest values are
 	// left out and listed in "omitted", so that no row can stall capture.
 	MaxEventBytes int
-	// Rules decide event types (SPEC §9), first match first; their
+	// Rules decide event types (docs/configuration.md, source.rules), first match first; their
 	// expressions are parsed but not yet checked against the table.
 	Rules []rules.Rule
 }
@@ -113,7 +113,7 @@ type Endpoint struct {
 	// against the configuration file's directory. Empty for none.
 	CAFile string
 	// Filter is the CEL expression that selects the events the endpoint
-	// gets (SPEC §9); an empty Text selects all.
+	// gets (docs/configuration.md, endpoints[].filter); an empty Text selects all.
 	Filter rules.Expr
 }
 
@@ -124,7 +124,7 @@ type Admin struct {
 	Listen string
 }
 
-// Defaults, SPEC §6.
+// Defaults, as docs/configuration.md lists them.
 const (
 	defaultConnectTimeout = 10 * time.Second
 	defaultName           = "walhook"

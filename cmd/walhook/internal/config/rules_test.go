@@ -10,7 +10,7 @@ import (
 	"github.com/walhook/walhook/cmd/walhook/internal/config"
 )
 
-// The example of SPEC §9 loads: rules in order, filter, and every endpoint
+// The rules example of docs/configuration.md loads: rules in order, filter, and every endpoint
 // subscribed by default to the types the rules name too.
 func TestRulesAndFilter(t *testing.T) {
 	cfg, err := config.Parse("walhook.yaml", []byte(`database: {url: postgres://127.0.0.1/app}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/walhook/walhook/cdc/backfill"
 	"github.com/walhook/walhook/cmd/walhook/internal/config"
 	"github.com/walhook/walhook/cmd/walhook/internal/metrics"
 	"github.com/walhook/walhook/dispatch"
@@ -64,7 +65,15 @@ func (s *Sidecar) watchState(names []string) {
 		},
 		Holding:      s.capture.Holding,
 		ConfirmedLSN: func() uint64 { return uint64(s.capture.ConfirmedLSN()) },
-		Logger:       s.log,
+		Backfills: func(ctx context.Context) ([]metrics.Backfill, error) {
+			running, err := backfill.Running(ctx, s.adminPool, s.cfg.Database.Schema)
+			out := make([]metrics.Backfill, len(running))
+			for i, p := range running {
+				out[i] = metrics.Backfill{ID: p.ID, RowsRead: p.RowsRead, Estimate: p.Estimate}
+			}
+			return out, err
+		},
+		Logger: s.log,
 	})
 }
 

@@ -24,7 +24,7 @@ func runBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	var endpoints names
 	fs.Var(&endpoints, "endpoint", "send to this endpoint `name` only (repeatable; default: all)")
 	var opts backfill.Options
-	fs.StringVar(&opts.ID, "id", "", "resume the backfill with this `id` (default: start a new one)")
+	fs.StringVar(&opts.ID, "id", "", "the backfill's `id`: resumed if a backfill has it (after a crash or ^C), else a new one is started under it (default: a new id)")
 	fs.StringVar(&opts.Where, "where", "", "only rows matching this SQL `condition`")
 	fs.IntVar(&opts.Chunk, "chunk", backfill.DefaultChunk, "`rows` per chunk")
 	fs.Float64Var(&opts.Rate, "rate", 0, "read at most this many `rows` per second (0: no limit)")

@@ -270,6 +270,9 @@ func TestErrors(t *testing.T) {
 		{"content-type header", head + "    headers: {content-type: text/plain}\n", nil, []problem{
 			{7, "endpoints[0].headers", `"content-type" is set by walhook`},
 		}},
+		{"user-agent header", head + "    headers: {User-Agent: curl/8}\n", nil, []problem{
+			{7, "endpoints[0].headers", `"User-Agent" is set by walhook`},
+		}},
 		{"header name not a token", head + "    headers: {\"x source\": a}\n", nil, []problem{
 			{7, "endpoints[0].headers", `"x source" is not a valid header name`},
 		}},

@@ -99,6 +99,8 @@ func checkHeaderName(name string) string {
 	switch strings.ToLower(name) {
 	case "webhook-id", "webhook-timestamp", "webhook-signature", "content-type":
 		return "is set by walhook on every request (Standard Webhooks) and cannot be overridden"
+	case "user-agent":
+		return "is set by walhook on every request (walhook/<version>, which receivers may log or check) and cannot be overridden"
 	case "host", "content-length", "transfer-encoding", "connection":
 		return "is set by the HTTP client and cannot be overridden"
 	}

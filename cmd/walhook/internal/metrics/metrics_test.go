@@ -94,8 +94,15 @@ func TestStateAtScrape(t *testing.T) {
 		},
 		Holding:      func() bool { return true },
 		ConfirmedLSN: func() uint64 { return 0x16B3748 },
+		Backfills: func(ctx context.Context) ([]metrics.Backfill, error) {
+			deadline(ctx)
+			return []metrics.Backfill{{ID: "bf-1", RowsRead: 3000, Estimate: 10000}}, nil
+		},
 	})
 	expect(t, exposition(t, m),
+		`walhook_backfill_rows_read{backfill="bf-1"} 3000`,
+		`walhook_backfill_rows_estimated{backfill="bf-1"} 10000`,
+		`walhook_database_query_up{query="backfills"} 1`,
 		`walhook_deliveries_pending{endpoint="crm"} 4`,
 		`walhook_deliveries_failed{endpoint="crm"} 2`,
 		`walhook_oldest_pending_seconds{endpoint="crm"} 90`,
@@ -107,8 +114,8 @@ func TestStateAtScrape(t *testing.T) {
 		`walhook_database_query_up{query="delivery_status"} 1`,
 		`walhook_database_query_up{query="slot_lag"} 1`,
 	)
-	if len(deadlines) != 2 {
-		t.Fatalf("%d queries ran, want 2", len(deadlines))
+	if len(deadlines) != 3 {
+		t.Fatalf("%d queries ran, want 3", len(deadlines))
 	}
 	for _, d := range deadlines {
 		if d <= 0 || d > metrics.QueryTimeout {

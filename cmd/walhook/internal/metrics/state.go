@@ -28,7 +28,15 @@ type State struct {
 	Holding func() bool
 	// ConfirmedLSN is the WAL position last confirmed to PostgreSQL.
 	ConfirmedLSN func() uint64
-	Logger       *slog.Logger
+	// Backfills lists the backfills running now.
+	Backfills func(context.Context) ([]Backfill, error)
+	Logger    *slog.Logger
+}
+
+// Backfill is the progress of one running backfill.
+type Backfill struct {
+	ID                 string
+	RowsRead, Estimate int64
 }
 
 var (
@@ -50,6 +58,12 @@ var (
 	descConfirmed = prometheus.NewDesc("walhook_confirmed_lsn",
 		"WAL position this process last confirmed to PostgreSQL, as a number (0 before it held the slot).",
 		nil, nil)
+	descBackfillRead = prometheus.NewDesc("walhook_backfill_rows_read",
+		"Rows a running backfill has read from the table so far, by backfill id.",
+		[]string{"backfill"}, nil)
+	descBackfillEstimate = prometheus.NewDesc("walhook_backfill_rows_estimated",
+		"Rows a running backfill expects to read in all (the planner's estimate at its start), by backfill id.",
+		[]string{"backfill"}, nil)
 	descUp = prometheus.NewDesc("walhook_database_query_up",
 		"1 if the scrape-time query answered within its deadline, 0 if not (its series are then missing from this scrape).",
 		[]string{"query"}, nil)
@@ -71,7 +85,8 @@ func newStateCollector(s State) *stateCollector {
 
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPending, descFailed, descOldest, descLag, descHolder, descConfirmed, descUp} {
+	for _, d := range []*prometheus.Desc{descPending, descFailed, descOldest, descLag, descHolder, descConfirmed,
+		descBackfillRead, descBackfillEstimate, descUp} {
 		ch <- d
 	}
 }
@@ -105,6 +120,15 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	up("slot_lag", err)
 	if err == nil {
 		gauge(descLag, float64(lag))
+	}
+
+	if c.s.Backfills != nil {
+		running, err := c.s.Backfills(ctx)
+		up("backfills", err)
+		for _, b := range running {
+			gauge(descBackfillRead, float64(b.RowsRead), b.ID)
+			gauge(descBackfillEstimate, float64(b.Estimate), b.ID)
+		}
 	}
 
 	stats, err := c.s.Status(ctx)

@@ -112,7 +112,7 @@ func (p *processor) high(ctx context.Context, mk *Mark) error {
 		if _, changed := win.live[user]; changed {
 			continue
 		}
-		ev := snapshotEvent(rel, row, &p.tx, i, typ)
+		ev := p.enc.snapshot(rel, row, &p.tx, i, typ)
 		ev.UserID, ev.Endpoints = user, endpoints
 		p.events = append(p.events, ev)
 		p.bytes += len(ev.Body)
@@ -181,27 +181,16 @@ func (p *processor) snapshotRelation(ctx context.Context, cols []MarkColumn) (*r
 	return rel, nil
 }
 
-// snapshotEvent is the event of row, the i-th of a chunk whose HIGH mark
+// snapshot is the event of row, the i-th of a chunk whose HIGH mark
 // committed in tx. Its id is the commit LSN and i: the HIGH transaction
-// changes no row, so no live event shares the LSN.
-func snapshotEvent(rel *relation, row []tupleValue, tx *txn, i int, typ string) Event {
-	id := tx.idPrefix + strconv.Itoa(i)
-	b := make([]byte, 0, 128)
-	b = append(b, `{"id":"`...)
-	b = append(b, id...)
-	b = append(b, `","type":`...)
-	b = appendString(b, []byte(typ))
-	b = append(b, `,"timestamp":"`...)
-	b = append(b, tx.stamp...)
-	b = append(b, `","data":{`...)
-	first := true
-	for j := range rel.cols {
-		if c := &rel.cols[j]; c.export {
-			b, first = appendColumn(b, c, row[j], first)
-		}
-	}
-	b = append(b, "}}"...)
-	return Event{ID: id, CommitLSN: tx.lsn, Index: i, Type: typ, CommittedAt: tx.committedAt, Body: b}
+// changes no row, so no live event shares the LSN. Its body is built like
+// a live event's, within source.max_event_bytes.
+func (e *encoder) snapshot(rel *relation, row []tupleValue, tx *txn, i int, typ string) Event {
+	bd := bodyParts{rel: rel, tx: tx, data: row, id: tx.idPrefix + strconv.Itoa(i), typ: typ, typJSON: appendString(nil, []byte(typ))}
+	b := e.build(&bd)
+	e.buf = b
+	return Event{ID: bd.id, CommitLSN: tx.lsn, Index: i, Type: typ, CommittedAt: tx.committedAt,
+		Body: append(make([]byte, 0, len(b)), b...)}
 }
 
 // backfillHold is the position the open backfill windows allow (0: any),

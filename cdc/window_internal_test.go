@@ -1,6 +1,7 @@
 package cdc
 
 import (
+	"bytes"
 	"slices"
 	"testing"
 	"time"
@@ -118,10 +119,17 @@ func TestSnapshotEvent(t *testing.T) {
 	}
 	tx := newTxn(0x16B3748, time.Date(2026, 11, 26, 20, 31, 33, 123456000, time.UTC))
 	row := []tupleValue{{kind: colText, data: []byte("42")}, {kind: colText, data: []byte(`a"b@x`)}, {kind: colNull}}
-	ev := snapshotEvent(rel, row, &tx, 7, "user.snapshot")
+	ev := newEncoder("user", 0, nil).snapshot(rel, row, &tx, 7, "user.snapshot")
 	want := `{"id":"0/16B3748-7","type":"user.snapshot","timestamp":"2026-11-26T20:31:33.123456Z","data":{"id":42,"email":"a\"b@x","name":null}}`
 	if string(ev.Body) != want {
 		t.Errorf("body\n got %s\nwant %s", ev.Body, want)
+	}
+	// Over source.max_event_bytes, a snapshot leaves its largest value out
+	// like a live event does.
+	row[2] = tupleValue{kind: colText, data: bytes.Repeat([]byte("x"), 4096)}
+	ev = newEncoder("user", 1024, nil).snapshot(rel, row, &tx, 7, "user.snapshot")
+	if len(ev.Body) > 1024 || !bytes.Contains(ev.Body, []byte(`"omitted":["name"]`)) {
+		t.Errorf("a 4 KiB value under a 1 KiB cap gave %d bytes: %.200s", len(ev.Body), ev.Body)
 	}
 	if ev.ID != "0/16B3748-7" || ev.CommitLSN != 0x16B3748 || ev.Index != 7 || ev.Type != "user.snapshot" {
 		t.Errorf("event %+v", ev)

@@ -254,6 +254,26 @@ func dropSchema(ctx context.Context, pool *pgxpool.Pool, schema string, owned ma
 	return out, nil
 }
 
+// outsiders keeps, of PostgreSQL's accounts of dependencies ("view x
+// depends on table walhook.y", a line each), those of objects walhook did
+// not create, once each: the ones an operator must drop or change.
+func outsiders(details []string, own []schemaObject) []string {
+	ours := make(map[string]bool, len(own))
+	for _, o := range own {
+		ours[o.kind+" "+o.identity] = true
+	}
+	var out []string
+	for _, d := range details {
+		for _, line := range strings.Split(d, "\n") {
+			dependent, _, ok := strings.Cut(line, " depends on ")
+			if ok && !ours[dependent] && !slices.Contains(out, line) {
+				out = append(out, line)
+			}
+		}
+	}
+	return out
+}
+
 // errRollback ends DropSchema's transaction without dropping anything.
 var errRollback = errors.New("nothing dropped")
 
@@ -293,7 +313,7 @@ func dropOwn(ctx context.Context, tx pgx.Tx, objs []schemaObject) ([]string, err
 			}
 		}
 		if len(blocked) == len(todo) {
-			return why, errRollback
+			return outsiders(why, objs), errRollback
 		}
 		todo = blocked
 	}

@@ -141,7 +141,10 @@ func typesScenario(t *testing.T, hostile bool) {
 		db.Exec(t, fmt.Sprintf(`ALTER DATABASE %s SET extra_float_digits = -3`, db.Name))
 		db.Pool.Reset()
 	}
-	cfg := writeConfig(t, settings{dsn: db.DSN, endpoints: []endpointSettings{{name: "crm", url: rcv.URL}}})
+	// The 2 MB row must arrive whole: this test is about rendering, the cap
+	// has tests of its own.
+	cfg := writeConfig(t, settings{dsn: db.DSN, source: "  max_event_bytes: 16777216\n",
+		endpoints: []endpointSettings{{name: "crm", url: rcv.URL}}})
 	p := start(t, "run", "-config", cfg)
 	waitSlotActive(t, db)
 

@@ -55,6 +55,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.preload, "preload", 0, "delivered events put through the pipeline before measuring (steady state with history)")
 	fs.IntVar(&o.runs, "runs", 1, "measure each scenario this many times on one database")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "delivery.concurrency of the sidecar")
+	sidecar := fs.String("sidecar", "", "run this walhook `binary` as the sidecar (default: this one), to compare two builds on one machine")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -68,9 +69,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if o.events < 1 || o.batch < 1 || o.latencyEvents < 1 || o.latencyRate < 1 || o.backlog < 1 || o.bigTx < 1 || o.runs < 1 || o.concurrency < 1 || o.preload < 0 {
 		return usageError{"bench: counts, rates, -runs and -concurrency must be positive"}
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find the walhook binary to run the sidecar: %w", err)
+	exe := *sidecar
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return fmt.Errorf("find the walhook binary to run the sidecar: %w", err)
+		}
 	}
 	b := &bench{opts: o, exe: exe, out: stdout, errw: stderr}
 	return b.run(ctx)
@@ -123,8 +127,8 @@ func (b *bench) run(ctx context.Context) error {
 			fmt.Fprintf(b.errw, "walhook bench: stop postgres: %v\n", err)
 		}
 	}()
-	fmt.Fprintf(b.out, "walhook bench: PostgreSQL %s on 127.0.0.1:%d, fsync=%s, delivery.concurrency %d, everything on this machine\n\n",
-		filepath.Base(filepath.Dir(b.cluster.BinDir())), b.cluster.Port(), onOff(b.opts.fsync), b.opts.concurrency)
+	fmt.Fprintf(b.out, "walhook bench: sidecar %s, PostgreSQL %s on 127.0.0.1:%d, fsync=%s, delivery.concurrency %d, everything on this machine\n\n",
+		b.exe, filepath.Base(filepath.Dir(b.cluster.BinDir())), b.cluster.Port(), onOff(b.opts.fsync), b.opts.concurrency)
 	for _, s := range b.opts.scenarios {
 		var err error
 		switch s {

@@ -11,12 +11,13 @@ import (
 // themselves are not asserted: they live in docs/benchmarks.md.
 func TestBenchCommand(t *testing.T) {
 	out, code := run(t, 5*time.Minute, "bench", "-scenarios", "throughput,fanout,latency,outage,bigtx",
-		"-events", "300", "-batch", "100", "-latency-events", "30", "-backlog", "300", "-bigtx", "2000", "-runs", "2")
+		"-events", "300", "-batch", "100", "-latency-events", "30", "-backlog", "300", "-bigtx", "2000", "-runs", "2", "-sidecar", binary)
 	if code != 0 {
 		t.Fatalf("walhook bench exited %d:\n%s", code, out)
 	}
 	for _, want := range []string{
 		"fsync=on",
+		"sidecar " + binary,
 		"run 2: events/s end to end (300 users, 100-row tx)",
 		"deliveries/s end to end, 3 endpoints",
 		"commit to receipt, 30 single-row commits at 100/s",

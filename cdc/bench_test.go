@@ -71,7 +71,7 @@ func BenchmarkCapture(b *testing.B) {
 }
 
 func benchCapture(b *testing.B, rows int, sql string) {
-	db := testenv.NewDB(b)
+	db := testenv.NewDurableDB(b)
 	db.CreateUsersTable(b)
 	cfg := baseConfig(db)
 	sink := &countingSink{changed: make(chan struct{}, 1)}

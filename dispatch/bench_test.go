@@ -10,10 +10,10 @@ import (
 	"github.com/walhook/walhook/testenv"
 )
 
-// benchSchema is a migrated side schema on a fresh database, a healthy
+// benchSchema is a migrated side schema on a fresh database (fsync on), a healthy
 // receiver, and the configuration of one endpoint to it.
 func benchSchema(b *testing.B) (*testenv.DB, *testenv.Receiver, dispatch.Config) {
-	db := testenv.NewDB(b)
+	db := testenv.NewDurableDB(b)
 	if err := dispatch.Migrate(context.Background(), db.Pool, "walhook"); err != nil {
 		b.Fatal(err)
 	}

@@ -115,6 +115,14 @@ func NewDB(t TB) *DB {
 	return NewDBOn(t, SharedCluster(t))
 }
 
+// NewDurableDB returns a database of its own on a private cluster with
+// production durability (Options.Fsync), for benchmarks: their numbers
+// must be what users get. The cluster stops when the test ends.
+func NewDurableDB(t TB) *DB {
+	t.Helper()
+	return NewDBOn(t, NewCluster(t, Options{Fsync: true}))
+}
+
 // NewDBOn is NewDB on cluster c, such as a private one from NewCluster.
 func NewDBOn(t TB, c *Cluster) *DB {
 	t.Helper()

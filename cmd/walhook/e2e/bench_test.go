@@ -18,7 +18,7 @@ import (
 // with production durability (fsync on), since that is what users run.
 func benchSource(b *testing.B, url string, concurrency int) (*testenv.DB, string) {
 	b.Helper()
-	db := testenv.NewDBOn(b, testenv.NewCluster(b, testenv.Options{Fsync: true}))
+	db := testenv.NewDurableDB(b)
 	db.CreateUsersTable(b)
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "database:\n  url: %q\nsource:\n  exclude_columns: [password_hash]\n", db.DSN)

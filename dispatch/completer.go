@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +18,9 @@ type completer struct {
 	wake     func()
 	retryAt  chan<- time.Time
 	stopping func() bool // Run is shutting down
+	// statesChanged tells the stateWatcher that this completer disabled an
+	// endpoint.
+	statesChanged func()
 }
 
 // run records outcomes until the channel is closed. It never drops an
@@ -94,19 +98,42 @@ func rowsOf(batch []outcome) *outcomeRows {
 
 // write records one batch, trying again until it is written: the
 // statements are idempotent (a delivery no longer claimed by this process
-// is left alone), so a write cut off by its deadline may be repeated.
+// is left alone), so a write cut off by its deadline may be repeated. In
+// the same transaction it notes the endpoints' last success and failure
+// (disabling those that must be) and gives back the held claims.
 func (c *completer) write(batch []outcome) {
-	r := rowsOf(batch)
+	attempted, held := splitHeld(batch)
+	r, notes := rowsOf(attempted), notesOf(attempted)
 	backoff := 100 * time.Millisecond
 	giveUp := time.Now().Add(time.Minute)
 	shutdown := context.Background()
+	var disabled []disabledNow
 	for {
 		err := c.call(shutdown, outcomeTimeout, func(ctx context.Context) error {
+			disabled = disabled[:0]
 			b := &pgx.Batch{}
-			b.Queue(c.sql.recordOutcomes, c.id, r.users, r.endpoints, r.lsns, r.seqs, r.statuses, r.next, r.at,
-				r.durations, r.codes, r.errs, r.bodies)
+			if len(attempted) > 0 {
+				b.Queue(c.sql.recordOutcomes, c.id, r.users, r.endpoints, r.lsns, r.seqs, r.statuses, r.next, r.at,
+					r.durations, r.codes, r.errs, r.bodies)
+				b.Queue(c.sql.noteEndpoints, notes.names, notes.lastSuccess, notes.lastFailure, notes.lastError,
+					notes.firstFailure, notes.gone, notes.disableAfter).Query(func(rows pgx.Rows) error {
+					var d disabledNow
+					var now bool
+					_, err := pgx.ForEachRow(rows, []any{&d.endpoint, &now, &d.reason}, func() error {
+						if now {
+							disabled = append(disabled, d)
+						}
+						return nil
+					})
+					return err
+				})
+			}
 			if len(r.doneUsers) > 0 {
 				b.Queue(c.sql.promoteNext, r.doneUsers, r.doneEndpoints)
+			}
+			if len(held) > 0 {
+				h := rowsOf(held)
+				b.Queue(c.sql.hold, c.id, h.users, h.endpoints, h.lsns, h.seqs)
 			}
 			// SendBatch runs the statements in one implicit transaction.
 			return c.pool.SendBatch(ctx, b).Close()
@@ -122,10 +149,48 @@ func (c *completer) write(batch []outcome) {
 		time.Sleep(backoff)
 		backoff = min(2*backoff, time.Second)
 	}
+	c.disabledNow(disabled)
 	if !r.earliest.IsZero() {
 		select {
 		case c.retryAt <- r.earliest:
 		default: // the producer polls anyway
 		}
 	}
+}
+
+// disabledNow is an endpoint note_endpoints disabled, and why.
+type disabledNow struct{ endpoint, reason string }
+
+// disabledNow logs the endpoints a batch disabled and tells every process.
+func (c *completer) disabledNow(disabled []disabledNow) {
+	if len(disabled) == 0 {
+		return
+	}
+	for _, d := range disabled {
+		c.log.Error("endpoint disabled; its deliveries wait until `walhook endpoints enable` (nothing is lost)",
+			"endpoint", d.endpoint, "reason", d.reason)
+	}
+	err := c.call(context.Background(), claimTimeout, func(ctx context.Context) error {
+		_, err := c.pool.Exec(ctx, c.sql.notify, c.channel, endpointsPayload)
+		return err
+	})
+	if err != nil {
+		c.logDB(context.Background(), "notify other processes of a disabled endpoint; they see it within seconds", err)
+	}
+	c.statesChanged()
+}
+
+// splitHeld separates the outcomes of attempts from the held jobs.
+func splitHeld(batch []outcome) (attempted, held []outcome) {
+	if !slices.ContainsFunc(batch, func(o outcome) bool { return o.status == statusHeld }) {
+		return batch, nil
+	}
+	for _, o := range batch {
+		if o.status == statusHeld {
+			held = append(held, o)
+		} else {
+			attempted = append(attempted, o)
+		}
+	}
+	return attempted, held
 }

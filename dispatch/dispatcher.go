@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,13 +43,20 @@ type core struct {
 	db        *dbHealth
 	log       *slog.Logger
 	observer  Observer
+	disabled  atomic.Pointer[[]string] // see disabledList
 }
 
-// endpoint is an Endpoint with its HTTP client and outage log.
+// endpoint is an Endpoint with its HTTP client, outage log and state.
 type endpoint struct {
 	Endpoint
 	client *http.Client
 	health endpointHealth
+	// disabled is this process's view of the endpoint's state (stateWatcher);
+	// its claimed deliveries are given back, not attempted.
+	disabled atomic.Bool
+	// goneAt is when the endpoint last answered 410 Gone (Unix ns): it is
+	// disabled here at once, before the completer records it.
+	goneAt atomic.Int64
 }
 
 // job is one claimed delivery, ready to be attempted.
@@ -100,6 +108,7 @@ type Dispatcher struct {
 	store     *store
 	producer  *producer
 	completer *completer
+	states    *stateWatcher
 	jobs      chan job
 	outcomes  chan outcome
 }
@@ -142,8 +151,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Dispatcher, error) {
 	d := &Dispatcher{c: c, jobs: make(chan job, c.budget.maxCount), outcomes: make(chan outcome, 2*maxOutcomeBatch)}
 	d.producer = newProducer(c, d.jobs)
 	d.store = &store{core: c, jobs: d.jobs, wake: d.producer.wake}
+	d.states = newStateWatcher(c, d.store, d.producer.wake)
 	d.completer = &completer{core: c, outcomes: d.outcomes, wake: d.producer.wake, retryAt: d.producer.retryAt,
-		stopping: d.store.stopped}
+		stopping: d.store.stopped, statesChanged: d.states.changed}
 	return d, nil
 }
 
@@ -189,12 +199,20 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err := c.call(ctx, maintainTimeout, m.rescue); err != nil {
 		c.logDB(ctx, "rescue deliveries of dead processes", err)
 	}
+	// Which endpoints are disabled, before the first claim.
+	if err := d.states.register(ctx); err != nil {
+		c.logDB(ctx, "register endpoints", err)
+	}
+	if err := d.states.refresh(ctx); err != nil {
+		c.logDB(ctx, "read endpoint states", err)
+	}
 
 	var senders, background sync.WaitGroup
 	for range c.cfg.Concurrency {
 		senders.Go(func() { sender{c}.work(ctx, d.jobs, d.outcomes) })
 	}
-	background.Go(func() { (&listener{core: c, wake: d.producer.wake}).run(ctx) })
+	background.Go(func() { (&listener{core: c, wake: d.producer.wake, statesChanged: d.states.changed}).run(ctx) })
+	background.Go(func() { d.states.run(ctx) })
 	background.Go(func() { m.run(ctx) })
 	completed := make(chan struct{})
 	go func() { defer close(completed); d.completer.run() }()

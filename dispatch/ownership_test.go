@@ -65,8 +65,8 @@ func TestDropSchemaOnlyItsOwn(t *testing.T) {
 	}
 	var n int
 	db.QueryRowScan(t, "SELECT count(*) FROM pg_tables WHERE schemaname = 'walhook'", nil, &n)
-	if n != 5 {
-		t.Errorf("schema walhook holds %d tables after a refused teardown, want 5", n)
+	if n != 6 {
+		t.Errorf("schema walhook holds %d tables after a refused teardown, want 6", n)
 	}
 	db.Exec(t, "DROP TABLE walhook.mine")
 	tx, err := db.Pool.Begin(ctx) // a standby walhook's transaction

@@ -100,7 +100,7 @@ func (p *producer) claimDue(ctx context.Context) error {
 func (p *producer) claim(ctx context.Context, want int64) (jobs []job, stray []job, err error) {
 	err = p.call(ctx, claimTimeout, func(ctx context.Context) error {
 		jobs, stray = nil, nil
-		rows, err := p.pool.Query(ctx, p.sql.claimDue, p.id, want, p.lease.Milliseconds())
+		rows, err := p.pool.Query(ctx, p.sql.claimDue, p.id, want, p.lease.Milliseconds(), p.disabledList())
 		if err != nil {
 			return err
 		}

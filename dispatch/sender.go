@@ -19,6 +19,9 @@ import (
 const (
 	maxResponseRead   = 64 << 10 // read so the connection can be reused
 	maxResponseStored = 1 << 10  // SPEC §5: first 1 KiB
+	// statusHeld is an outcome's status when the job was not attempted
+	// because its endpoint is disabled: the claim is given back (hold).
+	statusHeld = "held"
 )
 
 // outcome is what one attempt of a job came to.
@@ -29,7 +32,7 @@ type outcome struct {
 	statusCode  int // 0: no answer
 	err         string
 	respBody    string
-	status      string    // the delivery's new status
+	status      string    // the delivery's new status, or statusHeld
 	next        time.Time // when pending: the next attempt
 }
 
@@ -51,10 +54,15 @@ func (s sender) work(ctx context.Context, jobs <-chan job, outcomes chan<- outco
 	}
 }
 
-// attempt posts the job's body once and decides what follows.
+// attempt posts the job's body once and decides what follows. A job of an
+// endpoint disabled since it was claimed is not attempted but held.
 func (s sender) attempt(ctx context.Context, j job) outcome {
 	ep := j.ep
 	o := outcome{job: j, attemptedAt: time.Now()}
+	if ep.disabled.Load() {
+		o.status = statusHeld
+		return o
+	}
 	ctx, cancel := context.WithTimeout(ctx, ep.Timeout)
 	defer cancel()
 
@@ -75,6 +83,12 @@ func (s sender) attempt(ctx context.Context, j job) outcome {
 			resp.Body.Close()
 			o.respBody = storableBody(body)
 			retryAfter = parseRetryAfter(resp.StatusCode, resp.Header, time.Now())
+			if resp.StatusCode == http.StatusGone {
+				// Standard Webhooks: stop sending. Disabled here at once; the
+				// completer records it for every process.
+				ep.goneAt.Store(time.Now().UnixNano())
+				ep.disabled.Store(true)
+			}
 			switch {
 			case resp.StatusCode < 200 || resp.StatusCode > 299:
 				o.err = fmt.Sprintf("HTTP %d", resp.StatusCode)

@@ -146,7 +146,7 @@ func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (st
 			return nil
 		})
 		if len(r.dEvent) > 0 {
-			b.Queue(s.sql.storeDeliveries, r.dEvent, r.dEndpoint, s.id, reserved, s.lease.Milliseconds()).Query(func(rows pgx.Rows) error {
+			b.Queue(s.sql.storeDeliveries, r.dEvent, r.dEndpoint, s.id, reserved, s.lease.Milliseconds(), s.disabledList()).Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					var id, name string
 					var mine, due bool

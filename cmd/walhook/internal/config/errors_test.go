@@ -137,6 +137,12 @@ func TestErrors(t *testing.T) {
 		{"negative duration", head + "delivery:\n  retention: -1h\n", nil, []problem{
 			{8, "delivery.retention", `"-1h" must be positive`},
 		}},
+		{"negative disable_after", head + "delivery:\n  disable_after: -1h\n", nil, []problem{
+			{8, "delivery.disable_after", `"-1h" must be positive`},
+		}},
+		{"bad disable_after", head + "delivery:\n  disable_after: soon\n", nil, []problem{
+			{8, "delivery.disable_after", `"soon" is not a duration`},
+		}},
 		{"negative connect_timeout", strings.Replace(head, "app\n", "app\n  connect_timeout: -5s\n", 1), nil, []problem{
 			{3, "database.connect_timeout", `"-5s" must be positive`},
 		}},

@@ -1,0 +1,128 @@
+-- Statements of endpoint health (SPEC §11): state, auto-disable, and the
+-- operator's enable and disable. A disabled endpoint's pending deliveries
+-- all wait ('infinity'), so that the claim never meets them; enabling it
+-- decides again which delivery of each user comes first.
+
+-- name: register_endpoints
+-- Gives each configured endpoint its row, enabled, if it has none.
+INSERT INTO {{schema}}.endpoint_state (endpoint)
+SELECT * FROM unnest($1::text[]) ON CONFLICT (endpoint) DO NOTHING;
+
+-- name: endpoint_states
+SELECT endpoint, state = 'disabled', since FROM {{schema}}.endpoint_state;
+
+-- name: note_endpoints
+-- In the completer's transaction: notes, per endpoint, the last success and
+-- failure of a batch of attempts, and disables an enabled endpoint that
+-- answered 410 Gone or has failed every attempt for its disable_after ($7,
+-- ms; 0 never). A row changes only when something worth storing happened,
+-- the times at most about once a second, so that busy endpoints do not make
+-- their row a hot spot. Returns the endpoints it disabled.
+WITH n AS (
+    SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[], $5::timestamptz[],
+        $6::bool[], $7::bigint[])
+    AS n(endpoint, last_success, last_failure, last_error, first_failure, gone, disable_after_ms)
+), v AS (
+    SELECT n.*, CASE
+            WHEN n.last_success IS NOT NULL AND n.last_success >= coalesce(s.last_success_at, '-infinity')
+                THEN n.first_failure -- the first failure after the batch's last success, or null
+            ELSE coalesce(s.failing_since, n.first_failure) END AS failing_since
+    FROM n JOIN {{schema}}.endpoint_state s USING (endpoint)
+), d AS (
+    SELECT v.*, s.state = 'enabled' AND (v.gone OR (v.disable_after_ms > 0
+            AND v.failing_since <= now() - v.disable_after_ms * interval '1 millisecond')) AS disable
+    FROM v JOIN {{schema}}.endpoint_state s USING (endpoint)
+)
+UPDATE {{schema}}.endpoint_state s SET
+    last_success_at = greatest(s.last_success_at, d.last_success),
+    last_failure_at = greatest(s.last_failure_at, d.last_failure),
+    last_error = CASE WHEN d.last_failure >= coalesce(s.last_failure_at, '-infinity') THEN d.last_error ELSE s.last_error END,
+    failing_since = d.failing_since,
+    state = CASE WHEN d.disable THEN 'disabled' ELSE s.state END,
+    since = CASE WHEN d.disable THEN now() ELSE s.since END,
+    reason = CASE WHEN NOT d.disable THEN s.reason
+        WHEN d.gone THEN 'answered 410 Gone'
+        ELSE format('every attempt failed since %s (disable_after %s)', d.failing_since,
+            d.disable_after_ms * interval '1 millisecond') END
+FROM d
+WHERE s.endpoint = d.endpoint
+  AND (d.disable OR d.failing_since IS DISTINCT FROM s.failing_since
+       OR d.last_success > coalesce(s.last_success_at, '-infinity') + interval '1 second'
+       OR d.last_failure > coalesce(s.last_failure_at, '-infinity') + interval '1 second')
+RETURNING s.endpoint, d.disable, coalesce(s.reason, '');
+
+-- name: hold
+-- Gives back claims of process $1 that were not attempted because their
+-- endpoint was disabled meanwhile: they wait while it is disabled, and are
+-- due again at once if it was enabled meanwhile (rehead_endpoint then
+-- decides again which comes first).
+UPDATE {{schema}}.queue q SET claimed_by = NULL, next_attempt_at = CASE
+        WHEN EXISTS (SELECT 1 FROM {{schema}}.endpoint_state s WHERE s.endpoint = q.endpoint AND s.state = 'disabled')
+            OR EXISTS (SELECT 1 FROM {{schema}}.queue p
+                WHERE p.user_id = q.user_id AND p.endpoint = q.endpoint AND p.status = 'pending'
+                  AND (p.commit_lsn, p.seq) < (q.commit_lsn, q.seq)) THEN 'infinity'
+        ELSE now() END
+FROM unnest($2::text[], $3::text[], $4::text[]::pg_lsn[], $5::int[]) AS h(user_id, endpoint, commit_lsn, seq)
+WHERE q.user_id = h.user_id AND q.endpoint = h.endpoint AND q.commit_lsn = h.commit_lsn AND q.seq = h.seq
+  AND q.claimed_by IS NOT DISTINCT FROM $1;
+
+-- name: hold_disabled
+-- Makes the deliveries of the disabled endpoints among $1 that became due
+-- anyway (a retry recorded, or a next delivery promoted, after the disable)
+-- wait. The range on next_attempt_at goes by the due index.
+UPDATE {{schema}}.queue q SET next_attempt_at = 'infinity'
+FROM {{schema}}.endpoint_state s
+WHERE s.endpoint = ANY($1::text[]) AND s.state = 'disabled' AND q.endpoint = s.endpoint
+  AND q.status = 'pending' AND q.claimed_by IS NULL AND q.next_attempt_at < 'infinity';
+
+-- name: rehead_endpoint
+-- Decides again, for every user, which pending delivery to endpoint $1
+-- comes first (due) and which wait behind it; after an enable.
+UPDATE {{schema}}.queue d SET next_attempt_at = now()
+WHERE d.endpoint = $1 AND d.status = 'pending' AND d.claimed_by IS NULL AND d.next_attempt_at = 'infinity'
+  AND NOT EXISTS (SELECT 1 FROM {{schema}}.queue p
+      WHERE p.user_id = d.user_id AND p.endpoint = d.endpoint AND p.status = 'pending'
+        AND (p.commit_lsn, p.seq) < (d.commit_lsn, d.seq));
+
+-- name: disable_endpoint
+-- The operator disables endpoint $1 for reason $2; its pending deliveries
+-- wait. Returns nothing if it was disabled already.
+WITH s AS (
+    INSERT INTO {{schema}}.endpoint_state AS s (endpoint, state, reason) VALUES ($1, 'disabled', $2)
+    ON CONFLICT (endpoint) DO UPDATE SET state = 'disabled', since = now(), reason = $2
+        WHERE s.state = 'enabled'
+    RETURNING endpoint
+), q AS (
+    UPDATE {{schema}}.queue q SET next_attempt_at = 'infinity' FROM s
+    WHERE q.endpoint = s.endpoint AND q.status = 'pending' AND q.claimed_by IS NULL AND q.next_attempt_at < 'infinity'
+)
+SELECT endpoint FROM s;
+
+-- name: enable_endpoint
+-- The operator enables endpoint $1 for reason $2. Returns how long it was
+-- disabled (ms), nothing if it was enabled already. shift_queued_at and
+-- rehead_endpoint follow, in the same transaction.
+UPDATE {{schema}}.endpoint_state s SET state = 'enabled', since = now(), reason = $2, failing_since = NULL
+FROM {{schema}}.endpoint_state o
+WHERE s.endpoint = $1 AND o.endpoint = s.endpoint AND s.state = 'disabled'
+RETURNING (extract(epoch FROM now() - o.since) * 1000)::bigint;
+
+-- name: shift_queued_at
+-- After enable_endpoint: the time endpoint $1 was disabled ($2 ms) is not
+-- counted towards its pending deliveries' max_age.
+UPDATE {{schema}}.queue SET queued_at = queued_at + $2::bigint * interval '1 millisecond'
+WHERE endpoint = $1 AND status = 'pending';
+
+-- name: endpoint_report
+-- `walhook endpoints`: each endpoint's state, the share of its attempts in
+-- the last hour that succeeded (a scan of the last hour's attempts: an
+-- operator's command, not the hot path), and its pending deliveries.
+SELECT s.endpoint, s.state, s.since, coalesce(s.reason, ''), s.last_success_at, s.last_failure_at,
+    coalesce(s.last_error, ''),
+    (SELECT count(*) FROM {{schema}}.delivery_attempts a
+     WHERE a.endpoint = s.endpoint AND a.attempted_at > now() - interval '1 hour'),
+    (SELECT count(*) FROM {{schema}}.delivery_attempts a
+     WHERE a.endpoint = s.endpoint AND a.attempted_at > now() - interval '1 hour' AND a.error IS NULL),
+    (SELECT count(*) FROM {{schema}}.queue q WHERE q.endpoint = s.endpoint AND q.status = 'pending')
+FROM {{schema}}.endpoint_state s
+ORDER BY s.endpoint;

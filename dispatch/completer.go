@@ -107,26 +107,27 @@ func (c *completer) write(batch []outcome) {
 	backoff := 100 * time.Millisecond
 	giveUp := time.Now().Add(time.Minute)
 	shutdown := context.Background()
-	var disabled []disabledNow
+	var changes []stateChange
 	for {
 		err := c.call(shutdown, outcomeTimeout, func(ctx context.Context) error {
-			disabled = disabled[:0]
+			changes = changes[:0]
 			b := &pgx.Batch{}
 			if len(attempted) > 0 {
 				b.Queue(c.sql.recordOutcomes, c.id, r.users, r.endpoints, r.lsns, r.seqs, r.statuses, r.next, r.at,
 					r.durations, r.codes, r.errs, r.bodies)
 				b.Queue(c.sql.noteEndpoints, notes.names, notes.lastSuccess, notes.lastFailure, notes.lastError,
-					notes.firstFailure, notes.gone, notes.disableAfter).Query(func(rows pgx.Rows) error {
-					var d disabledNow
-					var now bool
-					_, err := pgx.ForEachRow(rows, []any{&d.endpoint, &now, &d.reason}, func() error {
-						if now {
-							disabled = append(disabled, d)
-						}
-						return nil
+					notes.firstFailure, notes.gone, notes.disableAfter, notes.trip, notes.initial, notes.max).Query(
+					func(rows pgx.Rows) error {
+						var d stateChange
+						_, err := pgx.ForEachRow(rows, []any{&d.endpoint, &d.disabled, &d.reason, &d.opened, &d.closed},
+							func() error {
+								if d.disabled || d.opened || d.closed {
+									changes = append(changes, d)
+								}
+								return nil
+							})
+						return err
 					})
-					return err
-				})
 			}
 			if len(r.doneUsers) > 0 {
 				b.Queue(c.sql.promoteNext, r.doneUsers, r.doneEndpoints)
@@ -149,7 +150,17 @@ func (c *completer) write(batch []outcome) {
 		time.Sleep(backoff)
 		backoff = min(2*backoff, time.Second)
 	}
-	c.disabledNow(disabled)
+	// The database has the state that the pausing outcomes led to (a
+	// breaker does not open on a batch that also had a success): the
+	// watcher reads it now, not this process's own pause.
+	unpaused := false
+	for _, o := range attempted {
+		if o.paused != 0 {
+			o.ep.pausedAt.CompareAndSwap(o.paused, 0)
+			unpaused = true
+		}
+	}
+	c.stateChanged(changes, unpaused || slices.ContainsFunc(attempted, func(o outcome) bool { return o.probe }))
 	if !r.earliest.IsZero() {
 		select {
 		case c.retryAt <- r.earliest:
@@ -158,24 +169,40 @@ func (c *completer) write(batch []outcome) {
 	}
 }
 
-// disabledNow is an endpoint note_endpoints disabled, and why.
-type disabledNow struct{ endpoint, reason string }
+// stateChange is what note_endpoints changed about an endpoint.
+type stateChange struct {
+	endpoint, reason         string
+	disabled, opened, closed bool
+}
 
-// disabledNow logs the endpoints a batch disabled and tells every process.
-func (c *completer) disabledNow(disabled []disabledNow) {
-	if len(disabled) == 0 {
+// stateChanged logs what a batch changed about endpoints and tells every
+// process; look says this process's watcher must read the states anyway
+// (a probe's outcome set the next probe, or a pause of its own ended).
+func (c *completer) stateChanged(changes []stateChange, look bool) {
+	if len(changes) == 0 {
+		if look {
+			c.statesChanged()
+		}
 		return
 	}
-	for _, d := range disabled {
-		c.log.Error("endpoint disabled; its deliveries wait until `walhook endpoints enable` (nothing is lost)",
-			"endpoint", d.endpoint, "reason", d.reason)
+	for _, d := range changes {
+		switch {
+		case d.disabled:
+			c.log.Error("endpoint disabled; its deliveries wait until `walhook endpoints enable` (nothing is lost)",
+				"endpoint", d.endpoint, "reason", d.reason)
+		case d.opened:
+			c.log.Warn("endpoint down; probing it with one delivery at a time, the others wait",
+				"endpoint", d.endpoint, "failed_in_a_row", breakerAfter)
+		case d.closed:
+			c.log.Info("endpoint answers again; delivering what waited", "endpoint", d.endpoint)
+		}
 	}
 	err := c.call(context.Background(), claimTimeout, func(ctx context.Context) error {
 		_, err := c.pool.Exec(ctx, c.sql.notify, c.channel, endpointsPayload)
 		return err
 	})
 	if err != nil {
-		c.logDB(context.Background(), "notify other processes of a disabled endpoint; they see it within seconds", err)
+		c.logDB(context.Background(), "notify other processes of an endpoint's state; they see it within seconds", err)
 	}
 	c.statesChanged()
 }

@@ -51,12 +51,16 @@ type endpoint struct {
 	Endpoint
 	client *http.Client
 	health endpointHealth
-	// disabled is this process's view of the endpoint's state (stateWatcher);
-	// its claimed deliveries are given back, not attempted.
-	disabled atomic.Bool
-	// goneAt is when the endpoint last answered 410 Gone (Unix ns): it is
-	// disabled here at once, before the completer records it.
-	goneAt atomic.Int64
+	// paused is this process's view of whether only probes go to the
+	// endpoint: disabled, or its breaker open (stateWatcher). Its other
+	// claimed deliveries are given back, not attempted.
+	paused atomic.Bool
+	// pausedAt is when this process paused it on its own (Unix ns): on a
+	// 410 Gone, or after breakerAfter failures in a row; it stays paused
+	// here until the database has a newer state.
+	pausedAt atomic.Int64
+	// streak counts the failed attempts in a row, here.
+	streak atomic.Int32
 }
 
 // job is one claimed delivery, ready to be attempted.
@@ -71,6 +75,7 @@ type job struct {
 	queuedAt    time.Time
 	committedAt time.Time
 	body        []byte
+	probe       bool // the one delivery that probes an endpoint whose breaker is open
 }
 
 // call runs fn under a deadline of timeout and notes whether the database
@@ -151,7 +156,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Dispatcher, error) {
 	d := &Dispatcher{c: c, jobs: make(chan job, c.budget.maxCount), outcomes: make(chan outcome, 2*maxOutcomeBatch)}
 	d.producer = newProducer(c, d.jobs)
 	d.store = &store{core: c, jobs: d.jobs, wake: d.producer.wake}
-	d.states = newStateWatcher(c, d.store, d.producer.wake)
+	d.states = newStateWatcher(c, d.store, d.producer.wake, d.jobs)
 	d.completer = &completer{core: c, outcomes: d.outcomes, wake: d.producer.wake, retryAt: d.producer.retryAt,
 		stopping: d.store.stopped, statesChanged: d.states.changed}
 	return d, nil

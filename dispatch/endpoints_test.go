@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -153,5 +154,71 @@ func TestDisableAfterKeepsDeliveriesPending(t *testing.T) {
 	// The operator's disable of a disabled endpoint changes nothing.
 	if changed, err := dispatch.SetEndpointState(context.Background(), h.db.Pool, "walhook", "down", false); err != nil || changed {
 		t.Errorf("disable again: changed %v, err %v", changed, err)
+	}
+}
+
+// TestDownEndpointIsProbedNotHammered: with 2,000 deliveries pending to an
+// endpoint that fails everything for 10 s, the attempt log shows a few
+// failures and then one probe at a time; once it answers, everything
+// arrives, in per-user order.
+func TestDownEndpointIsProbedNotHammered(t *testing.T) {
+	h := newHarness(t)
+	var down atomic.Bool
+	down.Store(true)
+	rcv := testenv.StartReceiver(t, func(testenv.Request) (int, http.Header, []byte) {
+		if down.Load() {
+			return 503, nil, nil
+		}
+		return 200, nil, nil
+	})
+	ep := endpoint("down", rcv.URL)
+	ep.MaxAttempts = 1000
+	ep.Backoff = dispatch.Backoff{Initial: 200 * time.Millisecond, Max: 2 * time.Second}
+	d := h.start(t, dispatch.Config{Endpoints: []dispatch.Endpoint{ep}, Concurrency: 32})
+	var users []string
+	for u := range 500 {
+		users = append(users, "u"+strconv.Itoa(u))
+	}
+	want := writeUsers(t, d, 0x10000, 4, users...)
+	deadline := time.Now().Add(time.Minute)
+	for h.count(t, "SELECT count(*) FROM walhook.endpoints WHERE name = 'down' AND probing_since IS NOT NULL") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the breaker did not open within a minute")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(10 * time.Second) // the outage goes on
+	during := h.count(t, "SELECT count(*) FROM walhook.delivery_attempts")
+	t.Logf("%d attempts logged before the endpoint came back", during)
+	if during >= 100 {
+		t.Errorf("%d attempts logged during the outage, want fewer than 100", during)
+	}
+	back := time.Now()
+	down.Store(false)
+	h.waitSettled(t, 2*time.Minute)
+	t.Logf("all 2000 delivered %s after the endpoint came back", time.Since(back).Round(100*time.Millisecond))
+	if n := h.count(t, "SELECT count(*) FROM walhook.deliveries WHERE status = 'delivered'"); n != 2000 {
+		t.Errorf("%d of 2000 delivered", n)
+	}
+	got := map[string][]string{}
+	rows, err := h.db.Pool.Query(context.Background(), `SELECT e.user_id, a.event_id FROM walhook.delivery_attempts a
+		JOIN walhook.events e ON e.id = a.event_id WHERE a.error IS NULL ORDER BY a.attempted_at, a.event_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var user, id string
+		if err := rows.Scan(&user, &id); err != nil {
+			t.Fatal(err)
+		}
+		got[user] = append(got[user], id)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		if !slices.Equal(got[u], want[u]) {
+			t.Fatalf("user %s: delivered %v, want %v", u, got[u], want[u])
+		}
 	}
 }

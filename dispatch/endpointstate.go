@@ -19,8 +19,9 @@ const (
 	endpointsPayload = "endpoints"
 )
 
-// disabledList is the names of the endpoints this process holds disabled,
-// the parameter of the claim and the store. Never nil.
+// disabledList is the names of the endpoints this process holds paused
+// (disabled, or probed), the parameter of the claim and the store. Never
+// nil.
 func (c *core) disabledList() []string {
 	if p := c.disabled.Load(); p != nil {
 		return *p
@@ -28,17 +29,21 @@ func (c *core) disabledList() []string {
 	return []string{}
 }
 
-// stateWatcher keeps this process's view of which endpoints are disabled:
-// it re-reads endpoint_state when told (NOTIFY) and every stateInterval.
+// stateWatcher keeps this process's view of which endpoints are paused
+// (disabled, or their breaker open): it re-reads endpoint_state when told
+// (NOTIFY, the completer) and every stateInterval. It also sends the
+// probes of open breakers when they fall due.
 type stateWatcher struct {
 	*core
-	store *store
-	wake  func() // the producer: an enabled endpoint has due deliveries
-	kick  chan struct{}
+	store  *store
+	wake   func() // the producer: an enabled endpoint has due deliveries
+	jobs   chan<- job
+	kick   chan struct{}
+	probes map[string]time.Time // open breakers: when their next probe is due
 }
 
-func newStateWatcher(c *core, s *store, wake func()) *stateWatcher {
-	return &stateWatcher{core: c, store: s, wake: wake, kick: make(chan struct{}, 1)}
+func newStateWatcher(c *core, s *store, wake func(), jobs chan<- job) *stateWatcher {
+	return &stateWatcher{core: c, store: s, wake: wake, jobs: jobs, kick: make(chan struct{}, 1), probes: map[string]time.Time{}}
 }
 
 // changed asks the watcher to re-read the states now.
@@ -49,21 +54,80 @@ func (w *stateWatcher) changed() {
 	}
 }
 
-// run re-reads until ctx is done.
+// run re-reads and probes until ctx is done.
 func (w *stateWatcher) run(ctx context.Context) {
-	tick := time.NewTicker(stateInterval)
-	defer tick.Stop()
+	timer := time.NewTimer(stateInterval)
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-timer.C:
 		case <-w.kick:
 		}
 		if err := w.refresh(ctx); err != nil {
 			w.logDB(ctx, "read endpoint states", err)
 		}
+		wait := stateInterval
+		for name, at := range w.probes {
+			if time.Until(at) > 0 {
+				wait = min(wait, time.Until(at))
+				continue
+			}
+			if err := w.probe(ctx, name); err != nil {
+				w.logDB(ctx, "claim a probe", err, "endpoint", name)
+			}
+		}
+		timer.Stop()
+		select {
+		case <-timer.C:
+		default:
+		}
+		timer.Reset(max(wait, 10*time.Millisecond))
 	}
+}
+
+// probe claims the probe of an open breaker and hands it to the senders.
+// Its outcome, recorded by the completer, closes the breaker or sets the
+// next probe, and tells this watcher.
+func (w *stateWatcher) probe(ctx context.Context, name string) error {
+	if w.budget.reserve(1) == 0 {
+		return nil // the senders are full; the next look tries again
+	}
+	var jobs []job
+	err := w.call(ctx, claimTimeout, func(ctx context.Context) error {
+		jobs = nil
+		rows, err := w.pool.Query(ctx, w.sql.takeProbe, w.id, name, w.lease.Milliseconds())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			j := job{ep: w.endpoints[name], probe: true}
+			var body string
+			var attempts, base int32
+			if err := rows.Scan(&j.eventID, &name, &j.userID, &j.commitLSN, &j.seq, &attempts, &base,
+				&j.queuedAt, &j.committedAt, &body); err != nil {
+				return err
+			}
+			j.attempts, j.base, j.body = int(attempts), int(base), []byte(body)
+			jobs = append(jobs, j)
+		}
+		return rows.Err()
+	})
+	var bytes int64
+	for _, j := range jobs {
+		bytes += int64(len(j.body))
+	}
+	w.budget.settle(1, int64(len(jobs)), bytes)
+	if err != nil {
+		return err
+	}
+	delete(w.probes, name) // until the outcome or the lease sets the next
+	for _, j := range jobs {
+		w.jobs <- j // never blocks: the channel holds the whole budget
+	}
+	return nil
 }
 
 // register gives every configured endpoint its endpoint_state row.
@@ -78,16 +142,17 @@ func (w *stateWatcher) register(ctx context.Context) error {
 	return nil
 }
 
-// refresh reads the states. An endpoint that answered 410 here stays
-// disabled until the database has a state newer than that answer (the
-// completer writes the disable a moment later). An endpoint enabled since
+// refresh reads the states. An endpoint this process paused on its own
+// (410, breaker) stays paused until the database has a state newer than
+// that (the completer writes it a moment later). An endpoint unpaused since
 // the last look gets its users' first deliveries due once this process's
-// stores no longer hold it disabled; deliveries of a disabled one that
-// became due anyway are made to wait.
+// stores no longer hold it paused; deliveries of a paused one that became
+// due anyway are made to wait.
 func (w *stateWatcher) refresh(ctx context.Context) error {
 	type state struct {
-		disabled bool
-		since    time.Time
+		paused  bool
+		changed time.Time
+		probeAt *time.Time
 	}
 	states := map[string]state{}
 	err := w.call(ctx, claimTimeout, func(ctx context.Context) error {
@@ -98,7 +163,7 @@ func (w *stateWatcher) refresh(ctx context.Context) error {
 		}
 		var name string
 		var st state
-		_, err = pgx.ForEachRow(rows, []any{&name, &st.disabled, &st.since}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&name, &st.paused, &st.changed, &st.probeAt}, func() error {
 			states[name] = st
 			return nil
 		})
@@ -107,63 +172,64 @@ func (w *stateWatcher) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	disabled := []string{}
-	var enabled []string
+	paused := []string{}
+	var resumed []string
+	clear(w.probes)
 	for _, name := range w.names {
 		ep := w.endpoints[name]
 		st, ok := states[name]
-		off := ok && st.disabled
-		if gone := ep.goneAt.Load(); gone != 0 && (!ok || st.since.UnixNano() < gone) {
+		off := ok && st.paused
+		if at := ep.pausedAt.Load(); at != 0 && (!ok || st.changed.UnixNano() < at) {
 			off = true
 		}
-		if ep.disabled.Swap(off) != off {
-			if off {
-				w.log.Info("endpoint disabled; its deliveries wait until it is enabled", "endpoint", name)
-			} else {
-				enabled = append(enabled, name)
-			}
+		if ep.paused.Swap(off) && !off {
+			resumed = append(resumed, name)
+			ep.streak.Store(0)
 		}
 		if off {
-			disabled = append(disabled, name)
+			paused = append(paused, name)
+		}
+		if ok && st.probeAt != nil {
+			w.probes[name] = *st.probeAt
 		}
 	}
-	w.disabled.Store(&disabled)
-	if len(enabled) > 0 {
+	w.disabled.Store(&paused)
+	if len(resumed) > 0 {
 		// A store running now may have used the old list: wait for it.
 		w.store.mu.Lock()
 		w.store.mu.Unlock()
-		for _, name := range enabled {
+		for _, name := range resumed {
 			err := w.call(ctx, maintainTimeout, func(ctx context.Context) error {
 				_, err := w.pool.Exec(ctx, w.sql.reheadEndpoint, name)
 				return err
 			})
 			if err != nil {
-				ep := w.endpoints[name]
-				ep.disabled.Store(true) // look again next time
-				return fmt.Errorf("make the deliveries to enabled endpoint %s due: %w", name, err)
+				w.endpoints[name].paused.Store(true) // look again next time
+				return fmt.Errorf("make the deliveries to resumed endpoint %s due: %w", name, err)
 			}
-			w.log.Info("endpoint enabled; delivering what waited", "endpoint", name)
+			w.log.Info("endpoint resumed; delivering what waited, in per-user order", "endpoint", name)
 		}
 		w.wake()
 	}
-	if len(disabled) == 0 {
+	if len(paused) == 0 {
 		return nil
 	}
 	return w.call(ctx, maintainTimeout, func(ctx context.Context) error {
-		_, err := w.pool.Exec(ctx, w.sql.holdDisabled, disabled)
+		_, err := w.pool.Exec(ctx, w.sql.holdDisabled, paused)
 		return err
 	})
 }
 
 // endpointNotes are the columns of note_endpoints: per endpoint in a batch
 // of outcomes, its last success and failure, the first failure after the
-// last success, and whether it answered 410 Gone.
+// last success, whether it answered 410 Gone, whether its breaker trips,
+// and its settings.
 type endpointNotes struct {
 	names                                  []string
 	lastSuccess, lastFailure, firstFailure []*time.Time
 	lastError                              []*string
-	gone                                   []bool
-	disableAfter                           []int64 // ms; 0 never
+	gone, trip                             []bool
+	disableAfter, initial, max             []int64 // ms; disableAfter 0 never
 }
 
 // notesOf sums up the attempted outcomes of a batch per endpoint, in name
@@ -185,11 +251,14 @@ func notesOf(batch []outcome) *endpointNotes {
 	}
 	k := len(n.names)
 	n.lastSuccess, n.lastFailure, n.firstFailure = make([]*time.Time, k), make([]*time.Time, k), make([]*time.Time, k)
-	n.lastError, n.gone, n.disableAfter = make([]*string, k), make([]bool, k), make([]int64, k)
+	n.lastError, n.gone, n.trip = make([]*string, k), make([]bool, k), make([]bool, k)
+	n.disableAfter, n.initial, n.max = make([]int64, k), make([]int64, k), make([]int64, k)
 	for i := range batch {
 		o := &batch[i]
 		j := idx[o.ep.Name]
 		n.disableAfter[j] = o.ep.DisableAfter.Milliseconds()
+		n.initial[j], n.max[j] = o.ep.Backoff.Initial.Milliseconds(), o.ep.Backoff.Max.Milliseconds()
+		n.trip[j] = n.trip[j] || o.trip
 		if o.err == "" {
 			if n.lastSuccess[j] == nil || o.attemptedAt.After(*n.lastSuccess[j]) {
 				n.lastSuccess[j] = &o.attemptedAt

@@ -22,6 +22,9 @@ const (
 	// statusHeld is an outcome's status when the job was not attempted
 	// because its endpoint is disabled: the claim is given back (hold).
 	statusHeld = "held"
+	// breakerAfter is how many failed attempts in a row open an endpoint's
+	// breaker: from then on one delivery at a time probes it.
+	breakerAfter = 5
 )
 
 // outcome is what one attempt of a job came to.
@@ -33,6 +36,8 @@ type outcome struct {
 	err         string
 	respBody    string
 	status      string    // the delivery's new status, or statusHeld
+	trip        bool      // this failure opens the endpoint's breaker
+	paused      int64     // the endpoint's pausedAt this attempt set, or 0
 	next        time.Time // when pending: the next attempt
 }
 
@@ -59,7 +64,7 @@ func (s sender) work(ctx context.Context, jobs <-chan job, outcomes chan<- outco
 func (s sender) attempt(ctx context.Context, j job) outcome {
 	ep := j.ep
 	o := outcome{job: j, attemptedAt: time.Now()}
-	if ep.disabled.Load() {
+	if ep.paused.Load() && !j.probe {
 		o.status = statusHeld
 		return o
 	}
@@ -86,8 +91,7 @@ func (s sender) attempt(ctx context.Context, j job) outcome {
 			if resp.StatusCode == http.StatusGone {
 				// Standard Webhooks: stop sending. Disabled here at once; the
 				// completer records it for every process.
-				ep.goneAt.Store(time.Now().UnixNano())
-				ep.disabled.Store(true)
+				o.paused = ep.pause()
 			}
 			switch {
 			case resp.StatusCode < 200 || resp.StatusCode > 299:
@@ -108,6 +112,11 @@ func (s sender) attempt(ctx context.Context, j job) outcome {
 
 	now := time.Now()
 	ep.health.attempted(ep.Name, o.err, now)
+	if o.err == "" {
+		ep.streak.Store(0)
+	} else if ep.streak.Add(1) >= breakerAfter && !ep.paused.Load() {
+		o.paused, o.trip = ep.pause(), true
+	}
 	n := j.attempts + 1
 	switch {
 	case o.err == "":
@@ -123,6 +132,16 @@ func (s sender) attempt(ctx context.Context, j job) outcome {
 	}
 	s.observer.Attempted(ep.Name, outcomeName(o.status), o.duration)
 	return o
+}
+
+// pause stops this process sending to the endpoint at once, but for
+// probes, until the completer has recorded the outcome that paused it and
+// the database says what follows. It returns the pausedAt it set.
+func (e *endpoint) pause() int64 {
+	at := time.Now().UnixNano()
+	e.pausedAt.Store(at)
+	e.paused.Store(true)
+	return at
 }
 
 // outcomeName is the Observer's word for a delivery's new status.

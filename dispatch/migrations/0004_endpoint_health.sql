@@ -12,11 +12,19 @@ CREATE TABLE {{schema}}.endpoint_state (
     last_error      text,                               -- of the last failure
     -- The first failed attempt after the last success: every attempt since
     -- has failed. disable_after counts from here; null while succeeding.
-    failing_since   timestamptz
+    failing_since   timestamptz,
+    -- The circuit breaker: open since this time after consecutive failures,
+    -- while one delivery at a time probes the endpoint (at probe_at, the
+    -- probes-th so far, with backoff); null while closed. breaker_at is
+    -- when it last opened or closed.
+    open_since      timestamptz,
+    breaker_at      timestamptz,
+    probe_at        timestamptz,
+    probes          int         NOT NULL DEFAULT 0
 );
 
 -- The operator's view of endpoint_state.
 CREATE VIEW {{schema}}.endpoints AS
     SELECT endpoint AS name, state, since, reason, last_success_at AS last_success,
-        last_failure_at AS last_failure, last_error, failing_since
+        last_failure_at AS last_failure, last_error, failing_since, open_since AS probing_since, probe_at AS next_probe
     FROM {{schema}}.endpoint_state;

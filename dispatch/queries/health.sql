@@ -9,19 +9,54 @@ INSERT INTO {{schema}}.endpoint_state (endpoint)
 SELECT * FROM unnest($1::text[]) ON CONFLICT (endpoint) DO NOTHING;
 
 -- name: endpoint_states
-SELECT endpoint, state = 'disabled', since FROM {{schema}}.endpoint_state;
+-- Per endpoint: whether only probes go out (disabled, or its breaker
+-- open), when that last changed, and when the next probe is due.
+SELECT endpoint, state = 'disabled' OR open_since IS NOT NULL, greatest(since, breaker_at),
+    CASE WHEN state = 'enabled' THEN probe_at END
+FROM {{schema}}.endpoint_state;
+
+-- name: take_probe
+-- Claims for process $1 the one probe of endpoint $2, if its breaker is
+-- open and the probe is due: the earliest pending delivery whose user has
+-- no earlier one pending. The next probe waits for the lease ($3 ms), so
+-- that no other process probes meanwhile; the probe's outcome reschedules
+-- it (note_endpoints).
+WITH s AS (
+    UPDATE {{schema}}.endpoint_state SET probe_at = now() + $3::bigint * interval '1 millisecond'
+    WHERE endpoint = $2 AND state = 'enabled' AND open_since IS NOT NULL AND probe_at <= now()
+    RETURNING endpoint
+), d AS (
+    SELECT q.user_id, q.endpoint, q.commit_lsn, q.seq FROM {{schema}}.queue q JOIN s USING (endpoint)
+    WHERE q.status = 'pending' AND q.claimed_by IS NULL
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.queue p
+          WHERE p.user_id = q.user_id AND p.endpoint = q.endpoint AND p.status = 'pending'
+            AND (p.commit_lsn, p.seq) < (q.commit_lsn, q.seq))
+    ORDER BY q.commit_lsn, q.seq
+    LIMIT 1
+    FOR UPDATE OF q SKIP LOCKED
+)
+UPDATE {{schema}}.queue q SET claimed_by = $1, next_attempt_at = now() + $3::bigint * interval '1 millisecond'
+FROM d, {{schema}}.event_log e
+WHERE q.user_id = d.user_id AND q.endpoint = d.endpoint AND q.commit_lsn = d.commit_lsn AND q.seq = d.seq
+  AND e.id = q.event_id
+RETURNING q.event_id, q.endpoint, q.user_id, q.commit_lsn::text, q.seq, q.attempts, q.attempts_base, q.queued_at,
+    e.committed_at, e.body;
 
 -- name: note_endpoints
 -- In the completer's transaction: notes, per endpoint, the last success and
--- failure of a batch of attempts, and disables an enabled endpoint that
+-- failure of a batch of attempts; disables an enabled endpoint that
 -- answered 410 Gone or has failed every attempt for its disable_after ($7,
--- ms; 0 never). A row changes only when something worth storing happened,
--- the times at most about once a second, so that busy endpoints do not make
--- their row a hot spot. Returns the endpoints it disabled.
+-- ms; 0 never); opens the breaker of one this process saw fail again and
+-- again ($8), closes it on a success, and spaces the probes by the
+-- endpoint's backoff ($9..$10 ms) while it stays open. A row changes only
+-- when something worth storing happened, the times at most about once a
+-- second, so that busy endpoints do not make their row a hot spot. Returns
+-- what changed: disabled (with the reason), opened, closed.
 WITH n AS (
     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[], $5::timestamptz[],
-        $6::bool[], $7::bigint[])
-    AS n(endpoint, last_success, last_failure, last_error, first_failure, gone, disable_after_ms)
+        $6::bool[], $7::bigint[], $8::bool[], $9::bigint[], $10::bigint[])
+    AS n(endpoint, last_success, last_failure, last_error, first_failure, gone, disable_after_ms, trip,
+        initial_ms, max_ms)
 ), v AS (
     SELECT n.*, CASE
             WHEN n.last_success IS NOT NULL AND n.last_success >= coalesce(s.last_success_at, '-infinity')
@@ -30,7 +65,10 @@ WITH n AS (
     FROM n JOIN {{schema}}.endpoint_state s USING (endpoint)
 ), d AS (
     SELECT v.*, s.state = 'enabled' AND (v.gone OR (v.disable_after_ms > 0
-            AND v.failing_since <= now() - v.disable_after_ms * interval '1 millisecond')) AS disable
+            AND v.failing_since <= now() - v.disable_after_ms * interval '1 millisecond')) AS disable,
+        s.open_since IS NOT NULL AND v.last_success IS NOT NULL AS close,
+        s.open_since IS NULL AND v.trip AND v.last_success IS NULL AS open,
+        s.open_since IS NOT NULL AND v.last_success IS NULL AND v.last_failure IS NOT NULL AS probe_failed
     FROM v JOIN {{schema}}.endpoint_state s USING (endpoint)
 )
 UPDATE {{schema}}.endpoint_state s SET
@@ -43,13 +81,20 @@ UPDATE {{schema}}.endpoint_state s SET
     reason = CASE WHEN NOT d.disable THEN s.reason
         WHEN d.gone THEN 'answered 410 Gone'
         ELSE format('every attempt failed since %s (disable_after %s)', d.failing_since,
-            d.disable_after_ms * interval '1 millisecond') END
+            d.disable_after_ms * interval '1 millisecond') END,
+    open_since = CASE WHEN d.close THEN NULL WHEN d.open THEN now() ELSE s.open_since END,
+    breaker_at = CASE WHEN d.close OR d.open THEN now() ELSE s.breaker_at END,
+    probes = CASE WHEN d.close OR d.open THEN 0 WHEN d.probe_failed THEN s.probes + 1 ELSE s.probes END,
+    probe_at = CASE WHEN d.close THEN NULL
+        WHEN d.open THEN now() + d.initial_ms * interval '1 millisecond'
+        WHEN d.probe_failed THEN now() + least(d.initial_ms * power(2, least(s.probes + 1, 30)), d.max_ms) * interval '1 millisecond'
+        ELSE s.probe_at END
 FROM d
 WHERE s.endpoint = d.endpoint
-  AND (d.disable OR d.failing_since IS DISTINCT FROM s.failing_since
+  AND (d.disable OR d.open OR d.close OR d.probe_failed OR d.failing_since IS DISTINCT FROM s.failing_since
        OR d.last_success > coalesce(s.last_success_at, '-infinity') + interval '1 second'
        OR d.last_failure > coalesce(s.last_failure_at, '-infinity') + interval '1 second')
-RETURNING s.endpoint, d.disable, coalesce(s.reason, '');
+RETURNING s.endpoint, d.disable, coalesce(s.reason, ''), d.open, d.close;
 
 -- name: hold
 -- Gives back claims of process $1 that were not attempted because their
@@ -57,7 +102,8 @@ RETURNING s.endpoint, d.disable, coalesce(s.reason, '');
 -- due again at once if it was enabled meanwhile (rehead_endpoint then
 -- decides again which comes first).
 UPDATE {{schema}}.queue q SET claimed_by = NULL, next_attempt_at = CASE
-        WHEN EXISTS (SELECT 1 FROM {{schema}}.endpoint_state s WHERE s.endpoint = q.endpoint AND s.state = 'disabled')
+        WHEN EXISTS (SELECT 1 FROM {{schema}}.endpoint_state s
+                WHERE s.endpoint = q.endpoint AND (s.state = 'disabled' OR s.open_since IS NOT NULL))
             OR EXISTS (SELECT 1 FROM {{schema}}.queue p
                 WHERE p.user_id = q.user_id AND p.endpoint = q.endpoint AND p.status = 'pending'
                   AND (p.commit_lsn, p.seq) < (q.commit_lsn, q.seq)) THEN 'infinity'
@@ -67,12 +113,12 @@ WHERE q.user_id = h.user_id AND q.endpoint = h.endpoint AND q.commit_lsn = h.com
   AND q.claimed_by IS NOT DISTINCT FROM $1;
 
 -- name: hold_disabled
--- Makes the deliveries of the disabled endpoints among $1 that became due
--- anyway (a retry recorded, or a next delivery promoted, after the disable)
--- wait. The range on next_attempt_at goes by the due index.
+-- Makes the deliveries of the disabled (or probed) endpoints among $1 that
+-- became due anyway (a retry recorded, or a next delivery promoted, after
+-- the disable) wait. The range on next_attempt_at goes by the due index.
 UPDATE {{schema}}.queue q SET next_attempt_at = 'infinity'
 FROM {{schema}}.endpoint_state s
-WHERE s.endpoint = ANY($1::text[]) AND s.state = 'disabled' AND q.endpoint = s.endpoint
+WHERE s.endpoint = ANY($1::text[]) AND (s.state = 'disabled' OR s.open_since IS NOT NULL) AND q.endpoint = s.endpoint
   AND q.status = 'pending' AND q.claimed_by IS NULL AND q.next_attempt_at < 'infinity';
 
 -- name: rehead_endpoint
@@ -102,7 +148,8 @@ SELECT endpoint FROM s;
 -- The operator enables endpoint $1 for reason $2. Returns how long it was
 -- disabled (ms), nothing if it was enabled already. shift_queued_at and
 -- rehead_endpoint follow, in the same transaction.
-UPDATE {{schema}}.endpoint_state s SET state = 'enabled', since = now(), reason = $2, failing_since = NULL
+UPDATE {{schema}}.endpoint_state s SET state = 'enabled', since = now(), reason = $2, failing_since = NULL,
+    probe_at = CASE WHEN s.open_since IS NOT NULL THEN now() END, probes = 0 -- an open breaker probes at once
 FROM {{schema}}.endpoint_state o
 WHERE s.endpoint = $1 AND o.endpoint = s.endpoint AND s.state = 'disabled'
 RETURNING (extract(epoch FROM now() - o.since) * 1000)::bigint;

@@ -44,6 +44,18 @@ type core struct {
 	log       *slog.Logger
 	observer  Observer
 	disabled  atomic.Pointer[[]string] // see disabledList
+	jobs      chan<- job               // the senders' queue; see hand
+}
+
+// hand queues a claimed job for the senders, through its endpoint's pacer
+// if it has a rate limit. It never blocks: each channel holds the whole
+// budget.
+func (c *core) hand(j job) {
+	if j.ep.pacer != nil {
+		j.ep.pacer.in <- j
+		return
+	}
+	c.jobs <- j
 }
 
 // endpoint is an Endpoint with its HTTP client, outage log and state.
@@ -61,6 +73,7 @@ type endpoint struct {
 	pausedAt atomic.Int64
 	// streak counts the failed attempts in a row, here.
 	streak atomic.Int32
+	pacer  *pacer // nil without a rate limit
 }
 
 // job is one claimed delivery, ready to be attempted.
@@ -115,6 +128,7 @@ type Dispatcher struct {
 	completer *completer
 	states    *stateWatcher
 	jobs      chan job
+	paced     chan job // jobs whose rate-limit slot has come
 	outcomes  chan outcome
 }
 
@@ -153,10 +167,17 @@ func New(pool *pgxpool.Pool, cfg Config) (*Dispatcher, error) {
 	// Outcomes wait for the completer in a short queue: when it falls
 	// behind, the senders wait rather than pile up answered attempts that a
 	// SIGKILL would leave unrecorded (and that the next process sends again).
-	d := &Dispatcher{c: c, jobs: make(chan job, c.budget.maxCount), outcomes: make(chan outcome, 2*maxOutcomeBatch)}
-	d.producer = newProducer(c, d.jobs)
-	d.store = &store{core: c, jobs: d.jobs, wake: d.producer.wake}
-	d.states = newStateWatcher(c, d.store, d.producer.wake, d.jobs)
+	d := &Dispatcher{c: c, jobs: make(chan job, c.budget.maxCount), paced: make(chan job, c.budget.maxCount),
+		outcomes: make(chan outcome, 2*maxOutcomeBatch)}
+	c.jobs = d.jobs
+	for _, name := range c.names {
+		if ep := c.endpoints[name]; ep.RateLimit > 0 {
+			ep.pacer = newPacer(c, ep, d.paced, c.budget.maxCount)
+		}
+	}
+	d.producer = newProducer(c)
+	d.store = &store{core: c, wake: d.producer.wake}
+	d.states = newStateWatcher(c, d.store, d.producer.wake)
 	d.completer = &completer{core: c, outcomes: d.outcomes, wake: d.producer.wake, retryAt: d.producer.retryAt,
 		stopping: d.store.stopped, statesChanged: d.states.changed}
 	return d, nil
@@ -214,10 +235,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 	var senders, background sync.WaitGroup
 	for range c.cfg.Concurrency {
-		senders.Go(func() { sender{c}.work(ctx, d.jobs, d.outcomes) })
+		senders.Go(func() { sender{c}.work(ctx, d.jobs, d.paced, d.outcomes) })
 	}
 	background.Go(func() { (&listener{core: c, wake: d.producer.wake, statesChanged: d.states.changed}).run(ctx) })
 	background.Go(func() { d.states.run(ctx) })
+	for _, name := range c.names {
+		if p := c.endpoints[name].pacer; p != nil {
+			background.Go(func() { p.run(ctx) })
+		}
+	}
 	background.Go(func() { m.run(ctx) })
 	completed := make(chan struct{})
 	go func() { defer close(completed); d.completer.run() }()

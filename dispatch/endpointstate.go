@@ -29,6 +29,18 @@ func (c *core) disabledList() []string {
 	return []string{}
 }
 
+// notClaimed is the claim's parameter: the paused endpoints, and those
+// with a second's worth of deliveries waiting for their rate limit.
+func (c *core) notClaimed() []string {
+	list := c.disabledList()
+	for _, name := range c.names {
+		if p := c.endpoints[name].pacer; p != nil && p.full() {
+			list = append(list[:len(list):len(list)], name)
+		}
+	}
+	return list
+}
+
 // stateWatcher keeps this process's view of which endpoints are paused
 // (disabled, or their breaker open): it re-reads endpoint_state when told
 // (NOTIFY, the completer) and every stateInterval. It also sends the
@@ -37,13 +49,12 @@ type stateWatcher struct {
 	*core
 	store  *store
 	wake   func() // the producer: an enabled endpoint has due deliveries
-	jobs   chan<- job
 	kick   chan struct{}
 	probes map[string]time.Time // open breakers: when their next probe is due
 }
 
-func newStateWatcher(c *core, s *store, wake func(), jobs chan<- job) *stateWatcher {
-	return &stateWatcher{core: c, store: s, wake: wake, jobs: jobs, kick: make(chan struct{}, 1), probes: map[string]time.Time{}}
+func newStateWatcher(c *core, s *store, wake func()) *stateWatcher {
+	return &stateWatcher{core: c, store: s, wake: wake, kick: make(chan struct{}, 1), probes: map[string]time.Time{}}
 }
 
 // changed asks the watcher to re-read the states now.
@@ -125,7 +136,7 @@ func (w *stateWatcher) probe(ctx context.Context, name string) error {
 	}
 	delete(w.probes, name) // until the outcome or the lease sets the next
 	for _, j := range jobs {
-		w.jobs <- j // never blocks: the channel holds the whole budget
+		w.hand(j)
 	}
 	return nil
 }

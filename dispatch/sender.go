@@ -48,11 +48,21 @@ type sender struct{ *core }
 // work attempts jobs until ctx is done. An attempt under way when ctx is
 // cancelled still runs to its end (bounded by the endpoint's timeout), so
 // that it is recorded.
-func (s sender) work(ctx context.Context, jobs <-chan job, outcomes chan<- outcome) {
+func (s sender) work(ctx context.Context, jobs, paced <-chan job, outcomes chan<- outcome) {
 	for {
+		// A job whose rate-limit slot has come goes first: its place in
+		// time is what keeps the endpoint's limit.
+		select {
+		case j := <-paced:
+			outcomes <- s.attempt(context.WithoutCancel(ctx), j)
+			continue
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case j := <-paced:
+			outcomes <- s.attempt(context.WithoutCancel(ctx), j)
 		case j := <-jobs:
 			outcomes <- s.attempt(context.WithoutCancel(ctx), j)
 		}

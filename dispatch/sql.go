@@ -33,7 +33,7 @@ type statements struct {
 	// endpoint health (health.sql)
 	registerEndpoints, endpointStates, noteEndpoints, hold, holdDisabled string
 	reheadEndpoint, disableEndpoint, enableEndpoint, shiftQueuedAt       string
-	endpointReport, takeProbe                                            string
+	endpointReport, takeProbe, reserveSlots                              string
 }
 
 // loadStatements reads the statements under their "-- name: x" headers and
@@ -50,7 +50,7 @@ func loadStatements(schema string) (statements, error) {
 		"note_endpoints": &s.noteEndpoints, "hold": &s.hold, "hold_disabled": &s.holdDisabled,
 		"rehead_endpoint": &s.reheadEndpoint, "disable_endpoint": &s.disableEndpoint,
 		"enable_endpoint": &s.enableEndpoint, "shift_queued_at": &s.shiftQueuedAt,
-		"endpoint_report": &s.endpointReport, "take_probe": &s.takeProbe,
+		"endpoint_report": &s.endpointReport, "take_probe": &s.takeProbe, "reserve_slots": &s.reserveSlots,
 	}
 	named, err := parseNamed(queryFiles, "queries")
 	if err != nil {

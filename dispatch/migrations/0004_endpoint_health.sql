@@ -20,7 +20,10 @@ CREATE TABLE {{schema}}.endpoint_state (
     open_since      timestamptz,
     breaker_at      timestamptz,
     probe_at        timestamptz,
-    probes          int         NOT NULL DEFAULT 0
+    probes          int         NOT NULL DEFAULT 0,
+    -- rate_limit: the next free sending slot, shared by every process;
+    -- each request takes one, 1/rate_limit seconds after the last.
+    next_slot       timestamptz
 );
 
 -- The operator's view of endpoint_state.

@@ -173,3 +173,11 @@ SELECT s.endpoint, s.state, s.since, coalesce(s.reason, ''), s.last_success_at, 
     (SELECT count(*) FROM {{schema}}.queue q WHERE q.endpoint = s.endpoint AND q.status = 'pending')
 FROM {{schema}}.endpoint_state s
 ORDER BY s.endpoint;
+
+-- name: reserve_slots
+-- Reserves $2 sending slots of endpoint $1, spaced $3 microseconds apart
+-- (1/rate_limit), after the last one any process reserved. Returns the
+-- first slot's delay from now, in microseconds (0 if it is free now).
+UPDATE {{schema}}.endpoint_state SET next_slot = greatest(next_slot, now()) + $2::int * $3::bigint * interval '1 microsecond'
+WHERE endpoint = $1
+RETURNING (extract(epoch FROM next_slot - $2::int * $3::bigint * interval '1 microsecond' - now()) * 1e6)::bigint;

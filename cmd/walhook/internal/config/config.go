@@ -110,6 +110,9 @@ type Endpoint struct {
 	MaxAge       time.Duration
 	Backoff      Backoff
 	DisableAfter time.Duration
+	// RateLimit caps the requests per second to the endpoint over the whole
+	// deployment (SPEC §11); 0 none. The endpoint's own key only.
+	RateLimit int
 	// Headers are added to every request. Values may be credentials.
 	Headers map[string]string
 	// CAFile is a PEM bundle of extra CAs trusted for this endpoint, checked

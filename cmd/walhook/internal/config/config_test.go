@@ -219,7 +219,11 @@ endpoints:
     url: http://127.0.0.1/c
     secrets: [`+secret+`]
     disable_after: 1d
+    rate_limit: 50
 `, nil)
+	if cfg.Endpoints[2].RateLimit != 50 || cfg.Endpoints[0].RateLimit != 0 {
+		t.Errorf("rate_limit: %d and %d, want 50 and 0 (none)", cfg.Endpoints[2].RateLimit, cfg.Endpoints[0].RateLimit)
+	}
 	want := []time.Duration{120 * time.Hour, 0, 24 * time.Hour}
 	for i, ep := range cfg.Endpoints {
 		if ep.DisableAfter != want[i] {

@@ -241,7 +241,7 @@ func (w *walker) endpoint(n *yaml.Node, path string, cfg *Config, file string) (
 		w.probs.add(n.Line, path, "empty endpoint; it needs at least name, url and secrets")
 		return Endpoint{}, false
 	}
-	b, ok := w.block(n, path, line, []string{"name", "url", "secrets", "events", "timeout", "max_attempts", "max_age", "backoff", "headers", "ca_file", "filter", "disable_after"})
+	b, ok := w.block(n, path, line, []string{"name", "url", "secrets", "events", "timeout", "max_attempts", "max_age", "backoff", "headers", "ca_file", "filter", "disable_after", "rate_limit"})
 	if !ok {
 		return Endpoint{}, false
 	}
@@ -295,6 +295,7 @@ func (w *walker) overrides(b *block, ep *Endpoint, d Delivery) {
 	ep.DisableAfter = d.DisableAfter
 	w.duration(b, "timeout", &ep.Timeout)
 	w.durationOrNever(b, "disable_after", &ep.DisableAfter)
+	w.integer(b, "rate_limit", 1, 100000, &ep.RateLimit)
 	w.integer(b, "max_attempts", 1, maxInt, &ep.MaxAttempts)
 	w.duration(b, "max_age", &ep.MaxAge)
 	f, ok := b.get("backoff")

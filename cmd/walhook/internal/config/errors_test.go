@@ -165,6 +165,9 @@ func TestErrors(t *testing.T) {
 			{7, "endpoints[0].max_attempts", "0 is too small: use at least 1"},
 			{9, "delivery.max_attempts", "-1 is too small: use at least 1"},
 		}},
+		{"rate_limit zero", head + "    rate_limit: 0\n", nil, []problem{
+			{7, "endpoints[0].rate_limit", "0 is out of range: use 1 to 100000"},
+		}},
 		{"secret without prefix", strings.Replace(head, secret, "hunter2hunter2hunter2", 1), nil, []problem{
 			{6, "endpoints[0].secrets[0]", `does not start with "whsec_" (want whsec_<base64>) (generate one with "walhook secret")`},
 		}},

@@ -116,7 +116,7 @@ func (c *completer) write(batch []outcome) {
 				b.Queue(c.sql.recordOutcomes, c.id, r.users, r.endpoints, r.lsns, r.seqs, r.statuses, r.next, r.at,
 					r.durations, r.codes, r.errs, r.bodies)
 				b.Queue(c.sql.noteEndpoints, notes.names, notes.lastSuccess, notes.lastFailure, notes.lastError,
-					notes.firstFailure, notes.gone, notes.disableAfter, notes.trip, notes.initial, notes.max).Query(
+					notes.firstFailure, notes.gone, notes.disableAfter, notes.trip, notes.initial, notes.max, notes.slow).Query(
 					func(rows pgx.Rows) error {
 						var d stateChange
 						_, err := pgx.ForEachRow(rows, []any{&d.endpoint, &d.disabled, &d.reason, &d.opened, &d.closed},

@@ -51,6 +51,7 @@ type stateWatcher struct {
 	wake   func() // the producer: an enabled endpoint has due deliveries
 	kick   chan struct{}
 	probes map[string]time.Time // open breakers: when their next probe is due
+	resume time.Time            // when the first 429's wait ends; zero if none
 }
 
 func newStateWatcher(c *core, s *store, wake func()) *stateWatcher {
@@ -80,6 +81,9 @@ func (w *stateWatcher) run(ctx context.Context) {
 			w.logDB(ctx, "read endpoint states", err)
 		}
 		wait := stateInterval
+		if !w.resume.IsZero() {
+			wait = min(wait, time.Until(w.resume))
+		}
 		for name, at := range w.probes {
 			if time.Until(at) > 0 {
 				wait = min(wait, time.Until(at))
@@ -161,9 +165,9 @@ func (w *stateWatcher) register(ctx context.Context) error {
 // due anyway are made to wait.
 func (w *stateWatcher) refresh(ctx context.Context) error {
 	type state struct {
-		paused  bool
-		changed time.Time
-		probeAt *time.Time
+		paused          bool
+		changed         time.Time
+		probeAt, slowTo *time.Time
 	}
 	states := map[string]state{}
 	err := w.call(ctx, claimTimeout, func(ctx context.Context) error {
@@ -174,7 +178,7 @@ func (w *stateWatcher) refresh(ctx context.Context) error {
 		}
 		var name string
 		var st state
-		_, err = pgx.ForEachRow(rows, []any{&name, &st.paused, &st.changed, &st.probeAt}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&name, &st.paused, &st.changed, &st.probeAt, &st.slowTo}, func() error {
 			states[name] = st
 			return nil
 		})
@@ -186,6 +190,7 @@ func (w *stateWatcher) refresh(ctx context.Context) error {
 	paused := []string{}
 	var resumed []string
 	clear(w.probes)
+	w.resume = time.Time{}
 	for _, name := range w.names {
 		ep := w.endpoints[name]
 		st, ok := states[name]
@@ -202,6 +207,9 @@ func (w *stateWatcher) refresh(ctx context.Context) error {
 		}
 		if ok && st.probeAt != nil {
 			w.probes[name] = *st.probeAt
+		}
+		if ok && st.slowTo != nil && (w.resume.IsZero() || st.slowTo.Before(w.resume)) {
+			w.resume = *st.slowTo
 		}
 	}
 	w.disabled.Store(&paused)
@@ -240,7 +248,7 @@ type endpointNotes struct {
 	lastSuccess, lastFailure, firstFailure []*time.Time
 	lastError                              []*string
 	gone, trip                             []bool
-	disableAfter, initial, max             []int64 // ms; disableAfter 0 never
+	disableAfter, initial, max, slow       []int64 // ms; disableAfter 0 never; slow 0 no 429
 }
 
 // notesOf sums up the attempted outcomes of a batch per endpoint, in name
@@ -263,13 +271,14 @@ func notesOf(batch []outcome) *endpointNotes {
 	k := len(n.names)
 	n.lastSuccess, n.lastFailure, n.firstFailure = make([]*time.Time, k), make([]*time.Time, k), make([]*time.Time, k)
 	n.lastError, n.gone, n.trip = make([]*string, k), make([]bool, k), make([]bool, k)
-	n.disableAfter, n.initial, n.max = make([]int64, k), make([]int64, k), make([]int64, k)
+	n.disableAfter, n.initial, n.max, n.slow = make([]int64, k), make([]int64, k), make([]int64, k), make([]int64, k)
 	for i := range batch {
 		o := &batch[i]
 		j := idx[o.ep.Name]
 		n.disableAfter[j] = o.ep.DisableAfter.Milliseconds()
 		n.initial[j], n.max[j] = o.ep.Backoff.Initial.Milliseconds(), o.ep.Backoff.Max.Milliseconds()
 		n.trip[j] = n.trip[j] || o.trip
+		n.slow[j] = max(n.slow[j], o.slow.Milliseconds())
 		if o.err == "" {
 			if n.lastSuccess[j] == nil || o.attemptedAt.After(*n.lastSuccess[j]) {
 				n.lastSuccess[j] = &o.attemptedAt

@@ -2,8 +2,10 @@ package dispatch_test
 
 import (
 	"context"
+	"net/http"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,5 +66,38 @@ func TestRateLimitHoldsAcrossProcesses(t *testing.T) {
 	t.Logf("%d requests over %s, at most %d in one second", len(at), at[len(at)-1].Sub(at[0]).Round(time.Millisecond), worst)
 	if worst > 51 {
 		t.Errorf("%d requests in one second, want at most 50 (give or take one)", worst)
+	}
+}
+
+// TestTooManyRequestsSlowsTheWholeEndpoint: one 429 with Retry-After: 3
+// holds back every delivery to the endpoint, not only the one that got it.
+func TestTooManyRequestsSlowsTheWholeEndpoint(t *testing.T) {
+	h := newHarness(t)
+	var once atomic.Bool
+	rcv := testenv.StartReceiver(t, func(testenv.Request) (int, http.Header, []byte) {
+		if once.CompareAndSwap(false, true) {
+			return http.StatusTooManyRequests, http.Header{"Retry-After": {"3"}}, nil
+		}
+		return 200, nil, nil
+	})
+	ep := endpoint("busy", rcv.URL)
+	ep.Backoff.Max = 10 * time.Second
+	d := h.start(t, dispatch.Config{Endpoints: []dispatch.Endpoint{ep}, Concurrency: 1})
+	var users []string
+	for u := range 20 {
+		users = append(users, "u"+strconv.Itoa(u))
+	}
+	if err := d.Write(context.Background(), makeEvents(0x1000, users...)); err != nil {
+		t.Fatal(err)
+	}
+	h.waitSettled(t, time.Minute)
+	reqs := rcv.Requests()
+	if len(reqs) != 21 {
+		t.Fatalf("%d requests, want 21 (one 429, then each delivery once)", len(reqs))
+	}
+	// With one request in flight at a time, the 429 is the first; nothing
+	// follows it within the next second and more.
+	if gap := reqs[1].At.Sub(reqs[0].At); gap < 2*time.Second {
+		t.Errorf("next request %s after a 429 with Retry-After: 3, want the whole endpoint to wait", gap)
 	}
 }

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,10 +36,11 @@ type outcome struct {
 	statusCode  int // 0: no answer
 	err         string
 	respBody    string
-	status      string    // the delivery's new status, or statusHeld
-	trip        bool      // this failure opens the endpoint's breaker
-	paused      int64     // the endpoint's pausedAt this attempt set, or 0
-	next        time.Time // when pending: the next attempt
+	status      string        // the delivery's new status, or statusHeld
+	trip        bool          // this failure opens the endpoint's breaker
+	paused      int64         // the endpoint's pausedAt this attempt set, or 0
+	slow        time.Duration // after a 429: how long the whole endpoint waits
+	next        time.Time     // when pending: the next attempt
 }
 
 // sender is an HTTP worker: it signs and posts claimed deliveries, one at a
@@ -98,6 +100,11 @@ func (s sender) attempt(ctx context.Context, j job) outcome {
 			resp.Body.Close()
 			o.respBody = storableBody(body)
 			retryAfter = parseRetryAfter(resp.StatusCode, resp.Header, time.Now())
+			if resp.StatusCode == http.StatusTooManyRequests {
+				// The whole endpoint waits, not only this delivery: here at
+				// once, in every process once the completer records it.
+				o.paused, o.slow = ep.pause(), min(cmp.Or(retryAfter, ep.Backoff.Initial), ep.Backoff.Max)
+			}
 			if resp.StatusCode == http.StatusGone {
 				// Standard Webhooks: stop sending. Disabled here at once; the
 				// completer records it for every process.

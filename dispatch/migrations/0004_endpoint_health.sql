@@ -23,11 +23,15 @@ CREATE TABLE {{schema}}.endpoint_state (
     probes          int         NOT NULL DEFAULT 0,
     -- rate_limit: the next free sending slot, shared by every process;
     -- each request takes one, 1/rate_limit seconds after the last.
-    next_slot       timestamptz
+    next_slot       timestamptz,
+    -- After a 429 Too Many Requests, nothing goes to the endpoint until
+    -- then (its Retry-After, else its backoff's initial delay).
+    slow_until      timestamptz
 );
 
 -- The operator's view of endpoint_state.
 CREATE VIEW {{schema}}.endpoints AS
     SELECT endpoint AS name, state, since, reason, last_success_at AS last_success,
-        last_failure_at AS last_failure, last_error, failing_since, open_since AS probing_since, probe_at AS next_probe
+        last_failure_at AS last_failure, last_error, failing_since, open_since AS probing_since, probe_at AS next_probe,
+        slow_until AS slowed_until
     FROM {{schema}}.endpoint_state;

@@ -9,10 +9,13 @@ INSERT INTO {{schema}}.endpoint_state (endpoint)
 SELECT * FROM unnest($1::text[]) ON CONFLICT (endpoint) DO NOTHING;
 
 -- name: endpoint_states
--- Per endpoint: whether only probes go out (disabled, or its breaker
--- open), when that last changed, and when the next probe is due.
-SELECT endpoint, state = 'disabled' OR open_since IS NOT NULL, greatest(since, breaker_at),
-    CASE WHEN state = 'enabled' THEN probe_at END
+-- Per endpoint: whether only probes go out (disabled, its breaker open,
+-- or slowed by a 429), when that last changed, when the next probe is due,
+-- and when a 429's wait ends.
+SELECT endpoint, state = 'disabled' OR open_since IS NOT NULL OR coalesce(slow_until > now(), false),
+    greatest(since, breaker_at, slow_until),
+    CASE WHEN state = 'enabled' THEN probe_at END,
+    CASE WHEN slow_until > now() THEN slow_until END
 FROM {{schema}}.endpoint_state;
 
 -- name: take_probe
@@ -48,15 +51,16 @@ RETURNING q.event_id, q.endpoint, q.user_id, q.commit_lsn::text, q.seq, q.attemp
 -- answered 410 Gone or has failed every attempt for its disable_after ($7,
 -- ms; 0 never); opens the breaker of one this process saw fail again and
 -- again ($8), closes it on a success, and spaces the probes by the
--- endpoint's backoff ($9..$10 ms) while it stays open. A row changes only
+-- endpoint's backoff ($9..$10 ms) while it stays open; after a 429 holds
+-- everything back for $11 ms (0: no 429). A row changes only
 -- when something worth storing happened, the times at most about once a
 -- second, so that busy endpoints do not make their row a hot spot. Returns
 -- what changed: disabled (with the reason), opened, closed.
 WITH n AS (
     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::text[], $5::timestamptz[],
-        $6::bool[], $7::bigint[], $8::bool[], $9::bigint[], $10::bigint[])
+        $6::bool[], $7::bigint[], $8::bool[], $9::bigint[], $10::bigint[], $11::bigint[])
     AS n(endpoint, last_success, last_failure, last_error, first_failure, gone, disable_after_ms, trip,
-        initial_ms, max_ms)
+        initial_ms, max_ms, slow_ms)
 ), v AS (
     SELECT n.*, CASE
             WHEN n.last_success IS NOT NULL AND n.last_success >= coalesce(s.last_success_at, '-infinity')
@@ -88,10 +92,12 @@ UPDATE {{schema}}.endpoint_state s SET
     probe_at = CASE WHEN d.close THEN NULL
         WHEN d.open THEN now() + d.initial_ms * interval '1 millisecond'
         WHEN d.probe_failed THEN now() + least(d.initial_ms * power(2, least(s.probes + 1, 30)), d.max_ms) * interval '1 millisecond'
-        ELSE s.probe_at END
+        ELSE s.probe_at END,
+    slow_until = CASE WHEN d.slow_ms > 0 THEN greatest(s.slow_until, now() + d.slow_ms * interval '1 millisecond')
+        ELSE s.slow_until END
 FROM d
 WHERE s.endpoint = d.endpoint
-  AND (d.disable OR d.open OR d.close OR d.probe_failed OR d.failing_since IS DISTINCT FROM s.failing_since
+  AND (d.disable OR d.open OR d.close OR d.probe_failed OR d.slow_ms > 0 OR d.failing_since IS DISTINCT FROM s.failing_since
        OR d.last_success > coalesce(s.last_success_at, '-infinity') + interval '1 second'
        OR d.last_failure > coalesce(s.last_failure_at, '-infinity') + interval '1 second')
 RETURNING s.endpoint, d.disable, coalesce(s.reason, ''), d.open, d.close;
@@ -103,7 +109,7 @@ RETURNING s.endpoint, d.disable, coalesce(s.reason, ''), d.open, d.close;
 -- decides again which comes first).
 UPDATE {{schema}}.queue q SET claimed_by = NULL, next_attempt_at = CASE
         WHEN EXISTS (SELECT 1 FROM {{schema}}.endpoint_state s
-                WHERE s.endpoint = q.endpoint AND (s.state = 'disabled' OR s.open_since IS NOT NULL))
+                WHERE s.endpoint = q.endpoint AND (s.state = 'disabled' OR s.open_since IS NOT NULL OR s.slow_until > now()))
             OR EXISTS (SELECT 1 FROM {{schema}}.queue p
                 WHERE p.user_id = q.user_id AND p.endpoint = q.endpoint AND p.status = 'pending'
                   AND (p.commit_lsn, p.seq) < (q.commit_lsn, q.seq)) THEN 'infinity'
@@ -113,12 +119,13 @@ WHERE q.user_id = h.user_id AND q.endpoint = h.endpoint AND q.commit_lsn = h.com
   AND q.claimed_by IS NOT DISTINCT FROM $1;
 
 -- name: hold_disabled
--- Makes the deliveries of the disabled (or probed) endpoints among $1 that
--- became due anyway (a retry recorded, or a next delivery promoted, after
+-- Makes the deliveries of the paused (disabled, probed, slowed by a 429)
+-- endpoints among $1 that became due anyway (a retry recorded, or a next delivery promoted, after
 -- the disable) wait. The range on next_attempt_at goes by the due index.
 UPDATE {{schema}}.queue q SET next_attempt_at = 'infinity'
 FROM {{schema}}.endpoint_state s
-WHERE s.endpoint = ANY($1::text[]) AND (s.state = 'disabled' OR s.open_since IS NOT NULL) AND q.endpoint = s.endpoint
+WHERE s.endpoint = ANY($1::text[]) AND (s.state = 'disabled' OR s.open_since IS NOT NULL OR s.slow_until > now())
+  AND q.endpoint = s.endpoint
   AND q.status = 'pending' AND q.claimed_by IS NULL AND q.next_attempt_at < 'infinity';
 
 -- name: rehead_endpoint

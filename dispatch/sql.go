@@ -30,6 +30,10 @@ type statements struct {
 	recordOutcomes, promoteNext          string
 	rescue, sessions, prune, vacuumQueue string
 	status, replay, rehead               string
+	// endpoint health (health.sql)
+	registerEndpoints, endpointStates, noteEndpoints, hold, holdDisabled string
+	reheadEndpoint, disableEndpoint, enableEndpoint, shiftQueuedAt       string
+	endpointReport, takeProbe, reserveSlots                              string
 }
 
 // loadStatements reads the statements under their "-- name: x" headers and
@@ -42,6 +46,11 @@ func loadStatements(schema string) (statements, error) {
 		"record_outcomes": &s.recordOutcomes, "promote_next": &s.promoteNext,
 		"rescue": &s.rescue, "sessions": &s.sessions, "prune": &s.prune, "vacuum_queue": &s.vacuumQueue,
 		"status": &s.status, "replay": &s.replay, "rehead": &s.rehead,
+		"register_endpoints": &s.registerEndpoints, "endpoint_states": &s.endpointStates,
+		"note_endpoints": &s.noteEndpoints, "hold": &s.hold, "hold_disabled": &s.holdDisabled,
+		"rehead_endpoint": &s.reheadEndpoint, "disable_endpoint": &s.disableEndpoint,
+		"enable_endpoint": &s.enableEndpoint, "shift_queued_at": &s.shiftQueuedAt,
+		"endpoint_report": &s.endpointReport, "take_probe": &s.takeProbe, "reserve_slots": &s.reserveSlots,
 	}
 	named, err := parseNamed(queryFiles, "queries")
 	if err != nil {

@@ -50,7 +50,8 @@ Usage:
   walhook demo [-keep]            throwaway PostgreSQL + receiver + sidecar, scripted changes
   walhook bench                   the headline benchmarks on a throwaway PostgreSQL (fsync on)
   walhook check -config FILE      preflight: the config and the database, each problem with its fix
-  walhook status -config FILE     slot lag, pending and failed deliveries per endpoint
+  walhook status -config FILE     slot lag, pending and failed deliveries and state per endpoint
+  walhook endpoints -config FILE  endpoints' state and health; disable NAME | enable NAME
   walhook replay -config FILE     re-queue deliveries (-event ID | -endpoint NAME -status failed | -since TIME)
   walhook backfill -config FILE   send existing rows as <prefix>.snapshot (-endpoint, -where, -chunk, -rate, -id, -cancel)
   walhook teardown -config FILE   drop the slot and publication (-schema: the side schema too), only what walhook made
@@ -83,6 +84,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return runStatus(ctx, rest, stdout, stderr)
 	case "replay":
 		return runReplay(ctx, rest, stdout, stderr)
+	case "endpoints":
+		return runEndpoints(ctx, rest, stdout, stderr)
 	case "backfill":
 		return runBackfill(ctx, rest, stdout, stderr)
 	case "teardown":

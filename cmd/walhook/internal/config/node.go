@@ -248,6 +248,15 @@ func (w *walker) optional(b *block, key string) (f field, path, s string, ok boo
 // duration reads an optional positive duration into dst, leaving the default
 // when the key is absent.
 func (w *walker) duration(b *block, key string, dst *time.Duration) {
+	w.readDuration(b, key, dst, false)
+}
+
+// durationOrNever is duration for the keys where 0 means never.
+func (w *walker) durationOrNever(b *block, key string, dst *time.Duration) {
+	w.readDuration(b, key, dst, true)
+}
+
+func (w *walker) readDuration(b *block, key string, dst *time.Duration, zeroOK bool) {
 	f, path, s, ok := w.optional(b, key)
 	if !ok {
 		return
@@ -256,7 +265,7 @@ func (w *walker) duration(b *block, key string, dst *time.Duration) {
 	switch {
 	case err != nil:
 		w.probs.add(f.val.Line, path, "%q is not a duration (use e.g. 5s, 1m, 2h)", s)
-	case d <= 0:
+	case d < 0 || (d == 0 && !zeroOK):
 		w.probs.add(f.val.Line, path, "%q must be positive", s)
 	default:
 		*dst = d

@@ -85,6 +85,12 @@ type Delivery struct {
 	Backoff Backoff
 	// Retention is how long delivered events are kept.
 	Retention time.Duration
+	// FailedRetention is how long failed deliveries are kept, counted from
+	// their last attempt; 0 keeps them until replayed or deleted by hand.
+	FailedRetention time.Duration
+	// EraseOnDelete erases the stored payloads of a user's events once the
+	// user's deleted event is delivered or failed everywhere (SPEC §12).
+	EraseOnDelete bool
 }
 
 // Endpoint is one receiver of webhooks, with its delivery settings resolved:
@@ -142,6 +148,9 @@ const (
 	defaultBackoffInitial = 5 * time.Second
 	defaultBackoffMax     = time.Hour
 	defaultRetention      = 168 * time.Hour
+	// defaultFailedRetention gives an operator a month to notice and
+	// replay failed deliveries.
+	defaultFailedRetention = 720 * time.Hour
 )
 
 // Load reads and parses the configuration file at path, expanding ${VAR}

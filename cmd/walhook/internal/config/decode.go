@@ -32,6 +32,8 @@ func (w *walker) config(root *yaml.Node, file string) *Config {
 			MaxAge:      defaultMaxAge,
 			Backoff:     Backoff{Initial: defaultBackoffInitial, Max: defaultBackoffMax},
 			Retention:   defaultRetention,
+
+			FailedRetention: defaultFailedRetention,
 		},
 	}
 	b, ok := w.block(root, "", root.Line, []string{"database", "source", "endpoints", "delivery", "admin"})
@@ -150,7 +152,8 @@ func (w *walker) columns(b *block, key string) []string {
 }
 
 func (w *walker) delivery(f field, d *Delivery) {
-	b, ok := w.block(f.val, "delivery", f.line, []string{"concurrency", "timeout", "max_attempts", "max_age", "backoff", "retention"})
+	b, ok := w.block(f.val, "delivery", f.line, []string{"concurrency", "timeout", "max_attempts", "max_age", "backoff", "retention",
+		"failed_retention", "erase_on_delete"})
 	if !ok {
 		return
 	}
@@ -159,6 +162,8 @@ func (w *walker) delivery(f field, d *Delivery) {
 	w.integer(b, "max_attempts", 1, maxInt, &d.MaxAttempts)
 	w.duration(b, "max_age", &d.MaxAge)
 	w.duration(b, "retention", &d.Retention)
+	w.durationOrZero(b, "failed_retention", &d.FailedRetention)
+	w.boolean(b, "erase_on_delete", &d.EraseOnDelete)
 	if f, ok := b.get("backoff"); ok {
 		if bb, ok := w.block(f.val, "delivery.backoff", f.line, []string{"initial", "max"}); ok {
 			w.duration(bb, "initial", &d.Backoff.Initial)

@@ -137,6 +137,12 @@ func TestErrors(t *testing.T) {
 		{"negative duration", head + "delivery:\n  retention: -1h\n", nil, []problem{
 			{8, "delivery.retention", `"-1h" must be positive`},
 		}},
+		{"negative failed_retention", head + "delivery:\n  failed_retention: -1h\n", nil, []problem{
+			{8, "delivery.failed_retention", `"-1h" must be positive, or 0`},
+		}},
+		{"erase_on_delete not a boolean", head + "delivery:\n  concurrency: 4\n  erase_on_delete: yes\n", nil, []problem{
+			{9, "delivery.erase_on_delete", `"yes" is not true or false`},
+		}},
 		{"negative connect_timeout", strings.Replace(head, "app\n", "app\n  connect_timeout: -5s\n", 1), nil, []problem{
 			{3, "database.connect_timeout", `"-5s" must be positive`},
 		}},

@@ -163,6 +163,13 @@ func (d *Dispatcher) Prune(ctx context.Context) (int64, error) {
 	return maintenance{core: d.c}.prune(ctx)
 }
 
+// PruneFailed deletes the failed deliveries whose last attempt is older
+// than FailedRetention, with their attempts, and returns how many it
+// deleted; Prune then deletes their events once past the retention.
+func (d *Dispatcher) PruneFailed(ctx context.Context) (int64, error) {
+	return maintenance{core: d.c}.pruneFailed(ctx)
+}
+
 func newHTTPClient(e Endpoint, concurrency int) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{

@@ -19,15 +19,17 @@ const (
 	vacuumInterval = 10 * time.Second
 )
 
-// maintenance rescues the claims of dead processes and prunes old events.
+// maintenance rescues the claims of dead processes, prunes old events and
+// failed deliveries, and erases the payloads of deleted users (erase.go).
 type maintenance struct {
 	*core
 	wake func() // told when rescued deliveries are due; may be nil
 }
 
 // run rescues when a walhook session goes away and every rescueInterval,
-// vacuums the queue every vacuumInterval, and with a retention prunes every
-// pruneInterval, until ctx is done. Run has rescued once before.
+// vacuums the queue every vacuumInterval, with a retention prunes every
+// pruneInterval, and erases every EraseInterval, until ctx is done. Run has
+// rescued once before.
 func (m maintenance) run(ctx context.Context) {
 	look := time.NewTicker(sessionsInterval)
 	defer look.Stop()
@@ -35,6 +37,8 @@ func (m maintenance) run(ctx context.Context) {
 	defer prune.Stop()
 	vacuum := time.NewTicker(vacuumInterval)
 	defer vacuum.Stop()
+	erase := time.NewTicker(m.cfg.EraseInterval)
+	defer erase.Stop()
 	seen, err := m.walhookSessions(ctx) // from the start: a process killed before the first tick counts
 	if err != nil {
 		m.logDB(ctx, "look for walhook processes that went away", err)
@@ -71,11 +75,26 @@ func (m maintenance) run(ctx context.Context) {
 				m.logDB(ctx, "vacuum the queue", err)
 			}
 		case <-prune.C:
-			if m.cfg.Retention <= 0 {
-				continue
+			// Failed deliveries first: their events may then go at once.
+			if m.cfg.FailedRetention > 0 {
+				if _, err := m.pruneFailed(ctx); err != nil {
+					m.logDB(ctx, "prune failed deliveries", err)
+				}
 			}
-			if _, err := m.prune(ctx); err != nil {
-				m.logDB(ctx, "prune delivered events", err)
+			if m.cfg.Retention > 0 {
+				if _, err := m.prune(ctx); err != nil {
+					m.logDB(ctx, "prune delivered events", err)
+				}
+			}
+		case <-erase.C:
+			if m.cfg.EraseOnDelete {
+				if err := m.eraseDeleted(ctx); err != nil {
+					m.logDB(ctx, "erase the events of deleted users", err)
+				}
+			}
+			// Waits come from `walhook erase` too, whatever EraseOnDelete says.
+			if err := m.finishErasures(ctx); err != nil {
+				m.logDB(ctx, "erase events whose deliveries became final", err)
 			}
 		}
 	}

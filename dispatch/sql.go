@@ -25,11 +25,13 @@ func withSchema(sql, schema string) string {
 
 // statements are the named statements of queries/*.sql for one side schema.
 type statements struct {
-	storeEvents, storeDeliveries, notify string
-	claimDue, park, release              string
-	recordOutcomes, promoteNext          string
-	rescue, sessions, prune, vacuumQueue string
-	status, replay, rehead               string
+	storeEvents, storeDeliveries, notify  string
+	claimDue, park, release               string
+	recordOutcomes, promoteNext           string
+	rescue, sessions, prune, vacuumQueue  string
+	status, replay, rehead                string
+	eraseLock, eraseDue, eraseBlocks      string
+	eraseRange, eraseWaiting, pruneFailed string
 }
 
 // loadStatements reads the statements under their "-- name: x" headers and
@@ -42,6 +44,8 @@ func loadStatements(schema string) (statements, error) {
 		"record_outcomes": &s.recordOutcomes, "promote_next": &s.promoteNext,
 		"rescue": &s.rescue, "sessions": &s.sessions, "prune": &s.prune, "vacuum_queue": &s.vacuumQueue,
 		"status": &s.status, "replay": &s.replay, "rehead": &s.rehead,
+		"erase_lock": &s.eraseLock, "erase_due": &s.eraseDue, "erase_blocks": &s.eraseBlocks,
+		"erase_range": &s.eraseRange, "erase_waiting": &s.eraseWaiting, "prune_failed": &s.pruneFailed,
 	}
 	named, err := parseNamed(queryFiles, "queries")
 	if err != nil {

@@ -52,6 +52,7 @@ Usage:
   walhook check -config FILE      preflight: the config and the database, each problem with its fix
   walhook status -config FILE     slot lag, pending and failed deliveries per endpoint
   walhook replay -config FILE     re-queue deliveries (-event ID | -endpoint NAME -status failed | -since TIME)
+  walhook erase -config FILE      erase the stored payloads of one user's events (-user ID)
   walhook backfill -config FILE   send existing rows as <prefix>.snapshot (-endpoint, -where, -chunk, -rate, -id, -cancel)
   walhook teardown -config FILE   drop the slot and publication (-schema: the side schema too), only what walhook made
   walhook listen -secret whsec_.. a development receiver: verify, print, answer (-fail-rate, -forward)
@@ -83,6 +84,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return runStatus(ctx, rest, stdout, stderr)
 	case "replay":
 		return runReplay(ctx, rest, stdout, stderr)
+	case "erase":
+		return runErase(ctx, rest, stdout, stderr)
 	case "backfill":
 		return runBackfill(ctx, rest, stdout, stderr)
 	case "teardown":

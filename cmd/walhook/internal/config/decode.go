@@ -26,13 +26,12 @@ func (w *walker) config(root *yaml.Node, file string) *Config {
 		},
 		Source: Source{Table: defaultTable, EventPrefix: defaultEventPrefix, MaxEventBytes: defaultMaxEventBytes},
 		Delivery: Delivery{
-			Concurrency: defaultConcurrency,
-			Timeout:     defaultTimeout,
-			MaxAttempts: defaultMaxAttempts,
-			MaxAge:      defaultMaxAge,
-			Backoff:     Backoff{Initial: defaultBackoffInitial, Max: defaultBackoffMax},
-			Retention:   defaultRetention,
-
+			Concurrency:     defaultConcurrency,
+			Timeout:         defaultTimeout,
+			MaxAttempts:     defaultMaxAttempts,
+			MaxAge:          defaultMaxAge,
+			Backoff:         Backoff{Initial: defaultBackoffInitial, Max: defaultBackoffMax},
+			Retention:       defaultRetention,
 			FailedRetention: defaultFailedRetention,
 		},
 	}

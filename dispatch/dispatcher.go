@@ -203,6 +203,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	background.Go(func() { (&listener{core: c, wake: d.producer.wake}).run(ctx) })
 	background.Go(func() { m.run(ctx) })
+	background.Go(func() { m.care(ctx) })
 	completed := make(chan struct{})
 	go func() { defer close(completed); d.completer.run() }()
 

@@ -27,18 +27,14 @@ type maintenance struct {
 }
 
 // run rescues when a walhook session goes away and every rescueInterval,
-// vacuums the queue every vacuumInterval, with a retention prunes every
-// pruneInterval, and erases every EraseInterval, until ctx is done. Run has
-// rescued once before.
+// and vacuums the queue every vacuumInterval, until ctx is done. Run has
+// rescued once before. Pruning and erasure run in care, beside it: they
+// can take long, and the hot path needs the rescues and vacuums on time.
 func (m maintenance) run(ctx context.Context) {
 	look := time.NewTicker(sessionsInterval)
 	defer look.Stop()
-	prune := time.NewTicker(pruneInterval)
-	defer prune.Stop()
 	vacuum := time.NewTicker(vacuumInterval)
 	defer vacuum.Stop()
-	erase := time.NewTicker(m.cfg.EraseInterval)
-	defer erase.Stop()
 	seen, err := m.walhookSessions(ctx) // from the start: a process killed before the first tick counts
 	if err != nil {
 		m.logDB(ctx, "look for walhook processes that went away", err)
@@ -74,6 +70,22 @@ func (m maintenance) run(ctx context.Context) {
 			if err != nil {
 				m.logDB(ctx, "vacuum the queue", err)
 			}
+		}
+	}
+}
+
+// care prunes every pruneInterval (failed deliveries past their retention,
+// then events past theirs) and erases every EraseInterval, until ctx is
+// done. Each statement has its own deadline.
+func (m maintenance) care(ctx context.Context) {
+	prune := time.NewTicker(pruneInterval)
+	defer prune.Stop()
+	erase := time.NewTicker(m.cfg.EraseInterval)
+	defer erase.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
 		case <-prune.C:
 			// Failed deliveries first: their events may then go at once.
 			if m.cfg.FailedRetention > 0 {

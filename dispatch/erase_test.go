@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/dispatch"
@@ -28,35 +27,6 @@ func userEvent(lsn uint64, typ, user, email string) cdc.Event {
 // echo answers 200 with the request's body, as a receiver that reflects
 // the payload does, so that attempts' response bodies hold it too.
 func echo(r testenv.Request) (int, http.Header, []byte) { return 200, nil, r.Body }
-
-// columnsHolding lists the "table.column" of the side schema's tables with
-// a value containing s: every column of every table, found in the catalog.
-func (h *harness) columnsHolding(t *testing.T, s string) []string {
-	t.Helper()
-	ctx := context.Background()
-	rows, err := h.db.Pool.Query(ctx, `SELECT c.relname, a.attname FROM pg_attribute a
-		JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = 'walhook' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
-		var c [2]string
-		return c, r.Scan(&c[0], &c[1])
-	})
-	if err != nil || len(cols) < 10 {
-		t.Fatalf("columns of the side schema: %v, %v", cols, err)
-	}
-	var holding []string
-	for _, c := range cols {
-		n := h.count(t, fmt.Sprintf("SELECT count(*) FROM walhook.%s WHERE strpos(%s::text, $1) > 0",
-			pgx.Identifier{c[0]}.Sanitize(), pgx.Identifier{c[1]}.Sanitize()), s)
-		if n > 0 {
-			holding = append(holding, c[0]+"."+c[1])
-		}
-	}
-	return holding
-}
 
 // waitUntil polls cond until it holds, failing the test after timeout.
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -117,10 +87,10 @@ func TestEraseOnDelete(t *testing.T) {
 		return h.count(t, "SELECT count(*) FROM walhook.events WHERE user_id = 'u1' AND erased_at IS NULL") == 0
 	})
 	h.waitSettled(t, 30*time.Second)
-	if cols := h.columnsHolding(t, "alice@example.org"); len(cols) > 0 {
+	if cols := h.db.ColumnsHolding(t, "walhook", "alice@example.org"); len(cols) > 0 {
 		t.Errorf("the deleted user's email remains in %v", cols)
 	}
-	if cols := h.columnsHolding(t, "bob@example.org"); len(cols) == 0 {
+	if cols := h.db.ColumnsHolding(t, "walhook", "bob@example.org"); len(cols) == 0 {
 		t.Error("the other user's email is gone too: the search finds nothing")
 	}
 	// 3 events to a, 2 to b (at least one failed attempt each before it came back).
@@ -170,7 +140,7 @@ func TestEraseOnRequest(t *testing.T) {
 	waitUntil(t, 60*time.Second, "the pending event is erased once delivered", func() bool {
 		return h.count(t, "SELECT count(*) FROM walhook.events WHERE user_id = 'u1' AND erased_at IS NULL") == 0
 	})
-	if cols := h.columnsHolding(t, "carol@example.org"); len(cols) > 0 {
+	if cols := h.db.ColumnsHolding(t, "walhook", "carol@example.org"); len(cols) > 0 {
 		t.Errorf("the erased user's email remains in %v", cols)
 	}
 	if n := h.count(t, "SELECT count(*) FROM walhook.events WHERE user_id = 'u2' AND body IS NOT NULL"); n != 1 {

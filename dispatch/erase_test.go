@@ -59,7 +59,8 @@ func TestEraseOnDelete(t *testing.T) {
 	epB.Events = []string{"user.created", "user.updated"} // b never gets the deletion
 	epB.MaxAttempts = 1000
 	h.db.Exec(t, `INSERT INTO walhook.backfills (id, token, endpoints, where_sql, chunk_size, state)
-		VALUES ('bf1', 't', '{a}', 'email = ''alice@example.org''', 100, 'done')`)
+		VALUES ('bf1', 't', '{a}', 'email = ''alice@example.org''', 100, 'done'),
+			('bf2', 't', '{a}', 'email IN (''alice@example.org'', ''x@example.org'')', 100, 'running')`)
 	d := h.start(t, dispatch.Config{Endpoints: []dispatch.Endpoint{epA, epB}, EraseOnDelete: true,
 		EraseInterval: 100 * time.Millisecond})
 	evs := []cdc.Event{

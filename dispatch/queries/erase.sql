@@ -30,8 +30,9 @@ SELECT pg_relation_size(tableoid) / current_setting('block_size')::bigint FROM {
 -- $1 up to ($2, $3) in commit order: the body goes, and the response
 -- bodies of their attempts (a receiver may echo the payload). An event
 -- with a delivery still pending keeps its body and waits in erasure_waits.
--- Finished backfills whose -where quotes a string value of an erased
--- payload lose it. Returns per user the events erased and left waiting.
+-- Backfills whose -where quotes a string value of an erased payload lose
+-- it: a running one holds its condition in memory, and cannot be resumed
+-- once interrupted ('(erased)' is no valid condition, on purpose). Returns per user the events erased and left waiting.
 -- event_log has no index by user (it would cost a write per event), so
 -- the caller walks it in ranges, each a statement with its own deadline.
 WITH u AS (
@@ -62,7 +63,7 @@ WITH u AS (
     WHERE jsonb_typeof(v) = 'string' AND length(v #>> '{}') >= 3
 ), backfills AS (
     UPDATE {{schema}}.backfills b SET where_sql = '(erased)'
-    WHERE b.state <> 'running' AND EXISTS (SELECT 1 FROM vals WHERE strpos(b.where_sql, vals.s) > 0)
+    WHERE EXISTS (SELECT 1 FROM vals WHERE strpos(b.where_sql, vals.s) > 0)
 )
 SELECT user_id, count(*) FILTER (WHERE NOT pending), count(*) FILTER (WHERE pending)
 FROM hit GROUP BY user_id;

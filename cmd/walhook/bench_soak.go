@@ -16,12 +16,15 @@ const soakSample = 30 * time.Second
 // short retention and records, every soakSample, the size of each table of
 // the side schema with its indexes: under constant load it must level off
 // once pruning keeps up. Not part of CI: an hour of it is the measurement.
-func (b *bench) soak(ctx context.Context) error {
-	db, ctx, done, err := b.setUp(ctx, "soak", 1, true, "{initial: 1s, max: 1m}")
+func (b *bench) soak(parent context.Context) error {
+	db, _, done, err := b.setUp(parent, "soak", 1, true, "{initial: 1s, max: 1m}")
 	if err != nil {
 		return err
 	}
 	defer done()
+	// The soak outlasts benchPatience by design: it gets a deadline of its own.
+	ctx, cancel := context.WithTimeout(parent, b.opts.soakDuration+benchPatience)
+	defer cancel()
 	const perTick = 100 // rows per transaction; opts.soakRate/perTick transactions a second
 	tick := time.NewTicker(time.Second * perTick / time.Duration(b.opts.soakRate))
 	defer tick.Stop()

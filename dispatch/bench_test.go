@@ -102,3 +102,25 @@ func BenchmarkStoreAndDeliver(b *testing.B) {
 		b.ReportMetric(float64(wal)/events, "WAL-bytes/event")
 	}
 }
+
+// BenchmarkEraseWalk measures what `walhook erase` and each pass of
+// erase_on_delete cost: a read of all of event_log (200,000 events of
+// 20,000 users here), range by range, for one user.
+func BenchmarkEraseWalk(b *testing.B) {
+	db, _, _ := benchSchema(b)
+	db.Exec(b, `INSERT INTO walhook.event_log (id, commit_lsn, seq, type, user_id, committed_at, body)
+		SELECT '0/' || to_hex(g) || '-0', ('0/' || to_hex(g))::pg_lsn, 0, 'user.updated', (g % 20000)::text, now(),
+			'{"type":"user.updated","data":{"id":' || g % 20000 || ',"email":"u' || g % 20000 || '@example.com","name":"' || repeat('x', 300) || '"}}'
+		FROM generate_series(1, 200000) g`)
+	db.Exec(b, "VACUUM ANALYZE walhook.event_log")
+	var size int64
+	db.QueryRowScan(b, "SELECT pg_relation_size('walhook.event_log')", nil, &size)
+	b.ResetTimer()
+	for i := range b.N {
+		got, err := dispatch.Erase(context.Background(), db.Pool, "walhook", fmt.Sprint(i%20000))
+		if err != nil || (i < 20000 && got.Erased != 10) {
+			b.Fatalf("Erase = %+v, %v; want 10 events erased", got, err)
+		}
+	}
+	b.ReportMetric(float64(size)/(1<<20)*float64(b.N)/b.Elapsed().Seconds(), "MB/s")
+}

@@ -50,6 +50,16 @@ type Config struct {
 	Endpoints   []Endpoint
 	Concurrency int           // HTTP attempts in flight at once
 	Retention   time.Duration // delivered events older than this are pruned; 0 keeps them
+	// FailedRetention: failed deliveries whose last attempt is older than
+	// this are pruned with their attempts; 0 keeps them.
+	FailedRetention time.Duration
+	// EraseOnDelete erases the payloads of a user's events once the user's
+	// deleted event is final on every endpoint (SPEC §12).
+	EraseOnDelete bool
+	// EraseInterval is how often erasure looks for work: deleted users
+	// (with EraseOnDelete) and erased events whose last pending delivery
+	// became final. Default 1m.
+	EraseInterval time.Duration
 	// PollInterval is the fallback for wake-ups that neither this process
 	// nor a NOTIFY announced (retries of other processes). Default 1s.
 	PollInterval time.Duration
@@ -76,6 +86,9 @@ func (c *Config) validate() error {
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = time.Second
+	}
+	if c.EraseInterval <= 0 {
+		c.EraseInterval = time.Minute
 	}
 	if c.UserAgent == "" {
 		c.UserAgent = "walhook"

@@ -199,6 +199,13 @@ func (d *Dispatcher) Prune(ctx context.Context) (int64, error) {
 	return maintenance{core: d.c}.prune(ctx)
 }
 
+// PruneFailed deletes the failed deliveries whose last attempt is older
+// than FailedRetention, with their attempts, and returns how many it
+// deleted; Prune then deletes their events once past the retention.
+func (d *Dispatcher) PruneFailed(ctx context.Context) (int64, error) {
+	return maintenance{core: d.c}.pruneFailed(ctx)
+}
+
 func newHTTPClient(e Endpoint, concurrency int) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
@@ -245,6 +252,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		}
 	}
 	background.Go(func() { m.run(ctx) })
+	background.Go(func() { m.care(ctx) })
 	completed := make(chan struct{})
 	go func() { defer close(completed); d.completer.run() }()
 

@@ -17,8 +17,9 @@
 //     processes this one is alive;
 //   - senders (sender.go) post one delivery at a time;
 //   - completer (completer.go) records outcomes, one statement per batch;
-//   - maintenance (maintain.go) rescues the claims of dead processes and
-//     prunes old events.
+//   - maintenance (maintain.go) rescues the claims of dead processes,
+//     prunes old events and failed deliveries, and erases the payloads of
+//     deleted users (erase.go).
 //
 // The SQL lives in queries/*.sql under "-- name:" headers and the schema in
 // migrations/*.sql; {{schema}} stands for the quoted side schema in both.

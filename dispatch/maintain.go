@@ -19,20 +19,20 @@ const (
 	vacuumInterval = 10 * time.Second
 )
 
-// maintenance rescues the claims of dead processes and prunes old events.
+// maintenance rescues the claims of dead processes, prunes old events and
+// failed deliveries, and erases the payloads of deleted users (erase.go).
 type maintenance struct {
 	*core
 	wake func() // told when rescued deliveries are due; may be nil
 }
 
 // run rescues when a walhook session goes away and every rescueInterval,
-// vacuums the queue every vacuumInterval, and with a retention prunes every
-// pruneInterval, until ctx is done. Run has rescued once before.
+// and vacuums the queue every vacuumInterval, until ctx is done. Run has
+// rescued once before. Pruning and erasure run in care, beside it: they
+// can take long, and the hot path needs the rescues and vacuums on time.
 func (m maintenance) run(ctx context.Context) {
 	look := time.NewTicker(sessionsInterval)
 	defer look.Stop()
-	prune := time.NewTicker(pruneInterval)
-	defer prune.Stop()
 	vacuum := time.NewTicker(vacuumInterval)
 	defer vacuum.Stop()
 	seen, err := m.walhookSessions(ctx) // from the start: a process killed before the first tick counts
@@ -70,12 +70,43 @@ func (m maintenance) run(ctx context.Context) {
 			if err != nil {
 				m.logDB(ctx, "vacuum the queue", err)
 			}
+		}
+	}
+}
+
+// care prunes every pruneInterval (failed deliveries past their retention,
+// then events past theirs) and erases every EraseInterval, until ctx is
+// done. Each statement has its own deadline.
+func (m maintenance) care(ctx context.Context) {
+	prune := time.NewTicker(pruneInterval)
+	defer prune.Stop()
+	erase := time.NewTicker(m.cfg.EraseInterval)
+	defer erase.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
 		case <-prune.C:
-			if m.cfg.Retention <= 0 {
-				continue
+			// Failed deliveries first: their events may then go at once.
+			if m.cfg.FailedRetention > 0 {
+				if _, err := m.pruneFailed(ctx); err != nil {
+					m.logDB(ctx, "prune failed deliveries", err)
+				}
 			}
-			if _, err := m.prune(ctx); err != nil {
-				m.logDB(ctx, "prune delivered events", err)
+			if m.cfg.Retention > 0 {
+				if _, err := m.prune(ctx); err != nil {
+					m.logDB(ctx, "prune delivered events", err)
+				}
+			}
+		case <-erase.C:
+			if m.cfg.EraseOnDelete {
+				if err := m.eraseDeleted(ctx); err != nil {
+					m.logDB(ctx, "erase the events of deleted users", err)
+				}
+			}
+			// Waits come from `walhook erase` too, whatever EraseOnDelete says.
+			if err := m.finishErasures(ctx); err != nil {
+				m.logDB(ctx, "erase events whose deliveries became final", err)
 			}
 		}
 	}

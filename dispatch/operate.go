@@ -79,6 +79,9 @@ func Replay(ctx context.Context, pool *pgxpool.Pool, schema string, f ReplayFilt
 	defer cancel()
 	var n int64
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sql.eraseLock, schema); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, sql.replay, orNil(f.EventID), orNil(f.Endpoint), orNil(f.Status), timeOrNil(f.Since))
 		if err != nil {
 			return err

@@ -31,9 +31,10 @@ type statements struct {
 	rescue, sessions, prune, vacuumQueue string
 	status, replay, rehead               string
 	// endpoint health (health.sql)
-	registerEndpoints, endpointStates, noteEndpoints, hold, holdDisabled string
-	reheadEndpoint, disableEndpoint, enableEndpoint, shiftQueuedAt       string
-	endpointReport, takeProbe, reserveSlots                              string
+	registerEndpoints, endpointStates, noteEndpoints, hold, holdDisabled    string
+	reheadEndpoint, disableEndpoint, enableEndpoint, shiftQueuedAt          string
+	endpointReport, takeProbe, reserveSlots                                 string
+	eraseLock, eraseDue, eraseBlocks, eraseRange, eraseWaiting, pruneFailed string
 }
 
 // loadStatements reads the statements under their "-- name: x" headers and
@@ -51,6 +52,8 @@ func loadStatements(schema string) (statements, error) {
 		"rehead_endpoint": &s.reheadEndpoint, "disable_endpoint": &s.disableEndpoint,
 		"enable_endpoint": &s.enableEndpoint, "shift_queued_at": &s.shiftQueuedAt,
 		"endpoint_report": &s.endpointReport, "take_probe": &s.takeProbe, "reserve_slots": &s.reserveSlots,
+		"erase_lock": &s.eraseLock, "erase_due": &s.eraseDue, "erase_blocks": &s.eraseBlocks,
+		"erase_range": &s.eraseRange, "erase_waiting": &s.eraseWaiting, "prune_failed": &s.pruneFailed,
 	}
 	named, err := parseNamed(queryFiles, "queries")
 	if err != nil {

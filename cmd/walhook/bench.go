@@ -21,7 +21,7 @@ import (
 
 // benchScenarios are the measurements `walhook bench` knows, in the order
 // they run.
-var benchScenarios = []string{"throughput", "fanout", "latency", "outage", "bigtx"}
+var benchScenarios = []string{"throughput", "fanout", "latency", "outage", "bigtx", "soak"}
 
 // benchOptions are the knobs of `walhook bench`.
 type benchOptions struct {
@@ -36,6 +36,9 @@ type benchOptions struct {
 	preload       int // delivered events put in the side schema first
 	runs          int // each scenario this many times on one database
 	concurrency   int
+	retention     time.Duration // delivery.retention of the sidecar; 0: its default
+	soakDuration  time.Duration
+	soakRate      int // soak: inserts a second
 }
 
 // runBench implements `walhook bench`: the headline benchmarks on a
@@ -56,6 +59,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.runs, "runs", 1, "measure each scenario this many times on one database")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "delivery.concurrency of the sidecar")
 	sidecar := fs.String("sidecar", "", "run this walhook `binary` as the sidecar (default: this one), to compare two builds on one machine")
+	fs.DurationVar(&o.retention, "retention", 0, "delivery.retention of the sidecar (0: its default; soak: 2m)")
+	fs.DurationVar(&o.soakDuration, "soak-duration", time.Hour, "soak: how long to run")
+	fs.IntVar(&o.soakRate, "soak-rate", 1000, "soak: users inserted a second")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -66,7 +72,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		o.scenarios = append(o.scenarios, s)
 	}
-	if o.events < 1 || o.batch < 1 || o.latencyEvents < 1 || o.latencyRate < 1 || o.backlog < 1 || o.bigTx < 1 || o.runs < 1 || o.concurrency < 1 || o.preload < 0 {
+	if o.events < 1 || o.batch < 1 || o.latencyEvents < 1 || o.latencyRate < 1 || o.backlog < 1 || o.bigTx < 1 || o.runs < 1 || o.concurrency < 1 || o.preload < 0 ||
+		o.retention < 0 || o.soakDuration <= 0 || o.soakRate < 1 {
 		return usageError{"bench: counts, rates, -runs and -concurrency must be positive"}
 	}
 	exe := *sidecar
@@ -142,6 +149,11 @@ func (b *bench) run(ctx context.Context) error {
 			err = b.outage(ctx)
 		case "bigtx":
 			err = b.bigTransaction(ctx)
+		case "soak":
+			if b.opts.retention == 0 {
+				b.opts.retention = 2 * time.Minute
+			}
+			err = b.soak(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("bench %s: %w", s, err)

@@ -37,6 +37,9 @@ func (b *bench) startSidecar(ctx context.Context, db *benchDB, endpoints []bench
 		fmt.Fprintf(&cfg, "  - name: %s\n    url: %s\n    secrets: [%q]\n", e.name, e.url, b.secret)
 	}
 	fmt.Fprintf(&cfg, "delivery:\n  concurrency: %d\n  backoff: %s\n", b.opts.concurrency, backoff)
+	if b.opts.retention > 0 {
+		fmt.Fprintf(&cfg, "  retention: %s\n", b.opts.retention)
+	}
 	path := filepath.Join(b.dir, db.name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg.String()), 0o600); err != nil {
 		return err

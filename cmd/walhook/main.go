@@ -53,6 +53,7 @@ Usage:
   walhook status -config FILE     slot lag, pending and failed deliveries and state per endpoint
   walhook endpoints -config FILE  endpoints' state and health; disable NAME | enable NAME
   walhook replay -config FILE     re-queue deliveries (-event ID | -endpoint NAME -status failed | -since TIME)
+  walhook erase -config FILE      erase the stored payloads of one user's events (-user ID)
   walhook backfill -config FILE   send existing rows as <prefix>.snapshot (-endpoint, -where, -chunk, -rate, -id, -cancel)
   walhook teardown -config FILE   drop the slot and publication (-schema: the side schema too), only what walhook made
   walhook listen -secret whsec_.. a development receiver: verify, print, answer (-fail-rate, -forward)
@@ -86,6 +87,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return runReplay(ctx, rest, stdout, stderr)
 	case "endpoints":
 		return runEndpoints(ctx, rest, stdout, stderr)
+	case "erase":
+		return runErase(ctx, rest, stdout, stderr)
 	case "backfill":
 		return runBackfill(ctx, rest, stdout, stderr)
 	case "teardown":

@@ -69,13 +69,15 @@ func OpenSidecar(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Si
 		return nil, err
 	}
 	s.dispatcher, err = dispatch.New(pool, dispatch.Config{
-		Schema:      cfg.Database.Schema,
-		Endpoints:   endpoints,
-		Concurrency: cfg.Delivery.Concurrency,
-		Retention:   cfg.Delivery.Retention,
-		UserAgent:   "walhook/" + version,
-		Logger:      log,
-		Observer:    s.metrics,
+		Schema:          cfg.Database.Schema,
+		Endpoints:       endpoints,
+		Concurrency:     cfg.Delivery.Concurrency,
+		Retention:       cfg.Delivery.Retention,
+		FailedRetention: cfg.Delivery.FailedRetention,
+		EraseOnDelete:   cfg.Delivery.EraseOnDelete,
+		UserAgent:       "walhook/" + version,
+		Logger:          log,
+		Observer:        s.metrics,
 	})
 	if err != nil {
 		pool.Close()

@@ -20,10 +20,12 @@ ORDER BY 1;
 -- until rehead decides which pending delivery of each user comes first,
 -- with a fresh max_attempts and max_age budget. A null argument does not
 -- filter: $1 event id, $2 endpoint, $3 status, $4 committed at or after.
--- Deliveries being attempted right now are left alone.
+-- Deliveries being attempted right now are left alone, and so are those
+-- of erased events: their body is gone (the caller holds erase_lock).
 WITH sel AS (
     SELECT d.user_id, d.endpoint, d.commit_lsn, d.seq, d.event_id, d.attempts FROM {{schema}}.deliveries d
     WHERE d.claimed_by IS NULL
+      AND NOT EXISTS (SELECT 1 FROM {{schema}}.event_log e WHERE e.id = d.event_id AND e.erased_at IS NOT NULL)
       AND ($1::text IS NULL OR d.event_id = $1) AND ($2::text IS NULL OR d.endpoint = $2)
       AND ($3::text IS NULL OR d.status = $3)
       AND ($4::timestamptz IS NULL OR EXISTS (SELECT 1 FROM {{schema}}.event_log e

@@ -88,6 +88,12 @@ type Delivery struct {
 	// DisableAfter disables an endpoint whose every attempt has failed for
 	// this long (SPEC §11); 0 never.
 	DisableAfter time.Duration
+	// FailedRetention is how long failed deliveries are kept, counted from
+	// their last attempt; 0 keeps them until replayed or deleted by hand.
+	FailedRetention time.Duration
+	// EraseOnDelete erases the stored payloads of a user's events once the
+	// user's deleted event is delivered or failed everywhere (SPEC §12).
+	EraseOnDelete bool
 }
 
 // Endpoint is one receiver of webhooks, with its delivery settings resolved:
@@ -151,6 +157,9 @@ const (
 	defaultRetention      = 168 * time.Hour
 	// defaultDisableAfter is Svix's: five days of failures.
 	defaultDisableAfter = 120 * time.Hour
+	// defaultFailedRetention gives an operator a month to notice and
+	// replay failed deliveries.
+	defaultFailedRetention = 720 * time.Hour
 )
 
 // Load reads and parses the configuration file at path, expanding ${VAR}

@@ -80,13 +80,14 @@ endpoints:
 			DisableAfter: 120 * time.Hour,
 		}},
 		Delivery: config.Delivery{
-			Concurrency:  32,
-			Timeout:      10 * time.Second,
-			MaxAttempts:  15,
-			MaxAge:       72 * time.Hour,
-			Backoff:      config.Backoff{Initial: 5 * time.Second, Max: time.Hour},
-			Retention:    168 * time.Hour,
-			DisableAfter: 120 * time.Hour,
+			Concurrency:     32,
+			Timeout:         10 * time.Second,
+			MaxAttempts:     15,
+			MaxAge:          72 * time.Hour,
+			Backoff:         config.Backoff{Initial: 5 * time.Second, Max: time.Hour},
+			Retention:       168 * time.Hour,
+			FailedRetention: 720 * time.Hour,
+			DisableAfter:    120 * time.Hour,
 		},
 		Admin: config.Admin{Listen: ""},
 	}
@@ -268,6 +269,8 @@ delivery:
   concurrency: 1024
   retention: 7d
   max_age: 1d12h
+  failed_retention: 0
+  erase_on_delete: true
 admin:
   listen: 127.0.0.1:0
 `, nil)
@@ -284,7 +287,8 @@ admin:
 	if !reflect.DeepEqual(ep.Headers, map[string]string{"Authorization": "Bearer abc", "x-number": "2"}) {
 		t.Errorf("headers = %v", ep.Headers)
 	}
-	if cfg.Delivery.Retention != 7*24*time.Hour || cfg.Delivery.MaxAge != 36*time.Hour || cfg.Database.ConnectTimeout != 1500*time.Millisecond {
+	if cfg.Delivery.Retention != 7*24*time.Hour || cfg.Delivery.MaxAge != 36*time.Hour || cfg.Database.ConnectTimeout != 1500*time.Millisecond ||
+		cfg.Delivery.FailedRetention != 0 || !cfg.Delivery.EraseOnDelete {
 		t.Errorf("durations = %+v %v", cfg.Delivery, cfg.Database.ConnectTimeout)
 	}
 	if cfg.Database.Slot != "walhook_2" || cfg.Database.Publication != "pub_users" || cfg.Database.Schema != "hooks" {

@@ -26,13 +26,14 @@ func (w *walker) config(root *yaml.Node, file string) *Config {
 		},
 		Source: Source{Table: defaultTable, EventPrefix: defaultEventPrefix, MaxEventBytes: defaultMaxEventBytes},
 		Delivery: Delivery{
-			Concurrency:  defaultConcurrency,
-			Timeout:      defaultTimeout,
-			MaxAttempts:  defaultMaxAttempts,
-			MaxAge:       defaultMaxAge,
-			Backoff:      Backoff{Initial: defaultBackoffInitial, Max: defaultBackoffMax},
-			Retention:    defaultRetention,
-			DisableAfter: defaultDisableAfter,
+			Concurrency:     defaultConcurrency,
+			Timeout:         defaultTimeout,
+			MaxAttempts:     defaultMaxAttempts,
+			MaxAge:          defaultMaxAge,
+			Backoff:         Backoff{Initial: defaultBackoffInitial, Max: defaultBackoffMax},
+			Retention:       defaultRetention,
+			FailedRetention: defaultFailedRetention,
+			DisableAfter:    defaultDisableAfter,
 		},
 	}
 	b, ok := w.block(root, "", root.Line, []string{"database", "source", "endpoints", "delivery", "admin"})
@@ -151,7 +152,8 @@ func (w *walker) columns(b *block, key string) []string {
 }
 
 func (w *walker) delivery(f field, d *Delivery) {
-	b, ok := w.block(f.val, "delivery", f.line, []string{"concurrency", "timeout", "max_attempts", "max_age", "backoff", "retention", "disable_after"})
+	b, ok := w.block(f.val, "delivery", f.line, []string{"concurrency", "timeout", "max_attempts", "max_age", "backoff", "retention",
+		"failed_retention", "erase_on_delete", "disable_after"})
 	if !ok {
 		return
 	}
@@ -160,7 +162,9 @@ func (w *walker) delivery(f field, d *Delivery) {
 	w.integer(b, "max_attempts", 1, maxInt, &d.MaxAttempts)
 	w.duration(b, "max_age", &d.MaxAge)
 	w.duration(b, "retention", &d.Retention)
-	w.durationOrNever(b, "disable_after", &d.DisableAfter)
+	w.durationOrZero(b, "disable_after", &d.DisableAfter)
+	w.durationOrZero(b, "failed_retention", &d.FailedRetention)
+	w.boolean(b, "erase_on_delete", &d.EraseOnDelete)
 	if f, ok := b.get("backoff"); ok {
 		if bb, ok := w.block(f.val, "delivery.backoff", f.line, []string{"initial", "max"}); ok {
 			w.duration(bb, "initial", &d.Backoff.Initial)
@@ -294,7 +298,7 @@ func (w *walker) overrides(b *block, ep *Endpoint, d Delivery) {
 	ep.Timeout, ep.MaxAttempts, ep.MaxAge, ep.Backoff = d.Timeout, d.MaxAttempts, d.MaxAge, d.Backoff
 	ep.DisableAfter = d.DisableAfter
 	w.duration(b, "timeout", &ep.Timeout)
-	w.durationOrNever(b, "disable_after", &ep.DisableAfter)
+	w.durationOrZero(b, "disable_after", &ep.DisableAfter)
 	w.integer(b, "rate_limit", 1, 100000, &ep.RateLimit)
 	w.integer(b, "max_attempts", 1, maxInt, &ep.MaxAttempts)
 	w.duration(b, "max_age", &ep.MaxAge)

@@ -138,10 +138,16 @@ func TestErrors(t *testing.T) {
 			{8, "delivery.retention", `"-1h" must be positive`},
 		}},
 		{"negative disable_after", head + "delivery:\n  disable_after: -1h\n", nil, []problem{
-			{8, "delivery.disable_after", `"-1h" must be positive`},
+			{8, "delivery.disable_after", `"-1h" must be positive, or 0`},
 		}},
 		{"bad disable_after", head + "delivery:\n  disable_after: soon\n", nil, []problem{
 			{8, "delivery.disable_after", `"soon" is not a duration`},
+		}},
+		{"negative failed_retention", head + "delivery:\n  failed_retention: -1h\n", nil, []problem{
+			{8, "delivery.failed_retention", `"-1h" must be positive, or 0`},
+		}},
+		{"erase_on_delete not a boolean", head + "delivery:\n  concurrency: 4\n  erase_on_delete: yes\n", nil, []problem{
+			{9, "delivery.erase_on_delete", `"yes" is not true or false`},
 		}},
 		{"negative connect_timeout", strings.Replace(head, "app\n", "app\n  connect_timeout: -5s\n", 1), nil, []problem{
 			{3, "database.connect_timeout", `"-5s" must be positive`},

@@ -248,15 +248,16 @@ func (w *walker) optional(b *block, key string) (f field, path, s string, ok boo
 // duration reads an optional positive duration into dst, leaving the default
 // when the key is absent.
 func (w *walker) duration(b *block, key string, dst *time.Duration) {
-	w.readDuration(b, key, dst, false)
+	w.durationAtLeast(b, key, dst, false)
 }
 
-// durationOrNever is duration for the keys where 0 means never.
-func (w *walker) durationOrNever(b *block, key string, dst *time.Duration) {
-	w.readDuration(b, key, dst, true)
+// durationOrZero reads an optional duration that may also be 0 (which the
+// key's meaning turns into "never" or "keep").
+func (w *walker) durationOrZero(b *block, key string, dst *time.Duration) {
+	w.durationAtLeast(b, key, dst, true)
 }
 
-func (w *walker) readDuration(b *block, key string, dst *time.Duration, zeroOK bool) {
+func (w *walker) durationAtLeast(b *block, key string, dst *time.Duration, zeroOK bool) {
 	f, path, s, ok := w.optional(b, key)
 	if !ok {
 		return
@@ -265,10 +266,28 @@ func (w *walker) readDuration(b *block, key string, dst *time.Duration, zeroOK b
 	switch {
 	case err != nil:
 		w.probs.add(f.val.Line, path, "%q is not a duration (use e.g. 5s, 1m, 2h)", s)
-	case d < 0 || (d == 0 && !zeroOK):
+	case d < 0 && zeroOK:
+		w.probs.add(f.val.Line, path, "%q must be positive, or 0", s)
+	case d <= 0 && !zeroOK:
 		w.probs.add(f.val.Line, path, "%q must be positive", s)
 	default:
 		*dst = d
+	}
+}
+
+// boolean reads an optional true or false into dst.
+func (w *walker) boolean(b *block, key string, dst *bool) {
+	f, path, s, ok := w.optional(b, key)
+	if !ok {
+		return
+	}
+	switch s {
+	case "true":
+		*dst = true
+	case "false":
+		*dst = false
+	default:
+		w.probs.add(f.val.Line, path, "%q is not true or false", s)
 	}
 }
 

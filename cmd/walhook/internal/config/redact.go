@@ -20,7 +20,11 @@ func (c *Config) String() string {
 	for _, ep := range c.Endpoints {
 		fmt.Fprintf(&b, "; endpoint %s", ep)
 	}
-	fmt.Fprintf(&b, "; delivery: concurrency %d, retention %s", c.Delivery.Concurrency, fmtDuration(c.Delivery.Retention))
+	fmt.Fprintf(&b, "; delivery: concurrency %d, retention %s, failed_retention %s", c.Delivery.Concurrency,
+		fmtDuration(c.Delivery.Retention), fmtDuration(c.Delivery.FailedRetention))
+	if c.Delivery.EraseOnDelete {
+		b.WriteString(", erase_on_delete")
+	}
 	if c.Admin.Listen != "" {
 		fmt.Fprintf(&b, "; admin on %s", c.Admin.Listen)
 	}

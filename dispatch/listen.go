@@ -23,8 +23,7 @@ func channelName(schema string) string {
 // rescuer frees the claims of processes whose session is gone.
 type listener struct {
 	*core
-	wake          func()
-	statesChanged func() // an endpoint was enabled or disabled
+	wake func()
 }
 
 // run listens until ctx is done, reconnecting after any failure.
@@ -79,11 +78,7 @@ func (l *listener) once(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case err == nil:
-			switch n.Payload {
-			case l.id: // our own events went to our senders already
-			case endpointsPayload:
-				l.statesChanged()
-			default:
+			if n.Payload != l.id { // our own events went to our senders already
 				l.wake()
 			}
 			continue

@@ -20,11 +20,7 @@ func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *user == "" {
 		return usageError{"erase: give -user ID"}
 	}
-	cfg, err := loadConfig(*configPath)
-	if err != nil {
-		return err
-	}
-	pool, err := connect(ctx, cfg)
+	cfg, pool, err := loadAndConnect(ctx, *configPath)
 	if err != nil {
 		return err
 	}

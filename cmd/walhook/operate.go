@@ -19,11 +19,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*configPath)
-	if err != nil {
-		return err
-	}
-	pool, err := connect(ctx, cfg)
+	cfg, pool, err := loadAndConnect(ctx, *configPath)
 	if err != nil {
 		return err
 	}

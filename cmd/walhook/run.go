@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/walhook/walhook/cmd/walhook/internal/config"
 )
 
@@ -37,6 +39,20 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("walhook stopped")
 	return nil
+}
+
+// loadAndConnect loads the -config file and connects to its database, for
+// the commands that work on the database without running the sidecar.
+func loadAndConnect(ctx context.Context, path string) (*config.Config, *pgxpool.Pool, error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := connect(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, pool, nil
 }
 
 // loadConfig loads the -config file; it is required.

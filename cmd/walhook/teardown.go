@@ -23,11 +23,7 @@ func runTeardown(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*configPath)
-	if err != nil {
-		return err
-	}
-	pool, err := connect(ctx, cfg)
+	cfg, pool, err := loadAndConnect(ctx, *configPath)
 	if err != nil {
 		return err
 	}

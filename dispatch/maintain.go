@@ -112,10 +112,16 @@ func (m maintenance) care(ctx context.Context) {
 	}
 }
 
+// rescueGrace is how old a claim must be before the rescuer may take it
+// from a process whose session it cannot see: a process starting under
+// load stores and claims before its LISTEN session is up, and rescuing
+// those claims would send them twice.
+const rescueGrace = 15 * time.Second
+
 // rescue returns to the queue the deliveries claimed by walhook processes
 // that no longer have a session (killed, crashed, cut off).
 func (m maintenance) rescue(ctx context.Context) error {
-	tag, err := m.pool.Exec(ctx, m.sql.rescue, m.id)
+	tag, err := m.pool.Exec(ctx, m.sql.rescue, m.id, (m.lease - rescueGrace).Milliseconds())
 	if err != nil {
 		return err
 	}

@@ -5,13 +5,17 @@
 -- any more (killed, crashed, cut off; each process keeps its LISTEN session
 -- open under the application_name 'walhook:<id>'), and every claim whose
 -- lease lapsed, this process's own included (a claim it lost track of).
+-- A claim younger than the grace ($2: the lease minus the grace, in ms, so
+-- that next_attempt_at, the claim's end, tells its age) is left alone: a
+-- process that has just started may claim before its LISTEN session shows.
 -- No index leads to claimed rows: this scans the queue, which holds only
 -- work in progress, and runs when a session went away or every 15 seconds.
 UPDATE {{schema}}.queue q SET claimed_by = NULL, next_attempt_at = now()
 WHERE q.claimed_by IS NOT NULL AND q.status = 'pending'
   AND (q.next_attempt_at < now()
-       OR (q.claimed_by <> $1 AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
-                                              WHERE a.application_name = 'walhook:' || q.claimed_by)));
+       OR (q.claimed_by <> $1 AND q.next_attempt_at < now() + $2::bigint * interval '1 millisecond'
+           AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                           WHERE a.application_name = 'walhook:' || q.claimed_by)));
 
 -- name: sessions
 -- The walhook processes connected to the database, by their LISTEN sessions.

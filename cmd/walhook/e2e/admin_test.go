@@ -159,17 +159,19 @@ func TestAdminEndpoints(t *testing.T) {
 	})
 	p := startAttached(t, db, cfg)
 
+	// The slot shows active while walhook still creates it, before the
+	// admin server starts: wait for the port as a probe would.
 	client := &http.Client{Timeout: 30 * time.Second}
 	for _, path := range []string{"/healthz", "/readyz"} {
-		resp, err := client.Get("http://" + addr + path)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
-		}
+		eventually(t, 30*time.Second, "GET "+path+" answers 200", func() (bool, string) {
+			resp, err := client.Get("http://" + addr + path)
+			if err != nil {
+				return false, err.Error()
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK, fmt.Sprintf("%d %s", resp.StatusCode, b)
+		})
 	}
 
 	docs := documentedSeries(t)

@@ -48,7 +48,7 @@ type Config struct {
 	// this are pruned with their attempts; 0 keeps them.
 	FailedRetention time.Duration
 	// EraseOnDelete erases the payloads of a user's events once the user's
-	// deleted event is final on every endpoint (SPEC §12).
+	// deleted event is final on every endpoint (docs/side-schema.md, "What erasure keeps").
 	EraseOnDelete bool
 	// EraseInterval is how often erasure looks for work: deleted users
 	// (with EraseOnDelete) and erased events whose last pending delivery

@@ -38,7 +38,7 @@ type eraseTarget struct {
 type caller func(ctx context.Context, fn func(ctx context.Context) error) error
 
 // Erase erases the stored payloads of every event of user now in the side
-// schema (SPEC §12, `walhook erase`): bodies, and the response bodies of
+// schema (`walhook erase`; docs/side-schema.md, "What erasure keeps"): bodies, and the response bodies of
 // their attempts. Events with a delivery still pending keep their body
 // until it is final; a running walhook then erases them.
 func Erase(ctx context.Context, pool *pgxpool.Pool, schema, user string) (Erasure, error) {

@@ -9,7 +9,7 @@ import (
 )
 
 // runErase implements `walhook erase`: the payloads of one user's events
-// are erased on request (SPEC §12, a GDPR erasure).
+// are erased on request (a GDPR erasure; docs/side-schema.md, "What erasure keeps").
 func runErase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("erase", stderr)
 	configPath := fs.String("config", "", "configuration `file` (YAML)")

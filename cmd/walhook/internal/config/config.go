@@ -89,7 +89,7 @@ type Delivery struct {
 	// their last attempt; 0 keeps them until replayed or deleted by hand.
 	FailedRetention time.Duration
 	// EraseOnDelete erases the stored payloads of a user's events once the
-	// user's deleted event is delivered or failed everywhere (SPEC §12).
+	// user's deleted event is delivered or failed everywhere (docs/side-schema.md, "What erasure keeps").
 	EraseOnDelete bool
 }
 

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +18,9 @@ type completer struct {
 	wake     func()
 	retryAt  chan<- time.Time
 	stopping func() bool // Run is shutting down
+	// statesChanged tells the stateWatcher that this completer disabled an
+	// endpoint.
+	statesChanged func()
 }
 
 // run records outcomes until the channel is closed. It never drops an
@@ -94,19 +98,43 @@ func rowsOf(batch []outcome) *outcomeRows {
 
 // write records one batch, trying again until it is written: the
 // statements are idempotent (a delivery no longer claimed by this process
-// is left alone), so a write cut off by its deadline may be repeated.
+// is left alone), so a write cut off by its deadline may be repeated. In
+// the same transaction it notes the endpoints' last success and failure
+// (disabling those that must be) and gives back the held claims.
 func (c *completer) write(batch []outcome) {
-	r := rowsOf(batch)
+	attempted, held := splitHeld(batch)
+	r, notes := rowsOf(attempted), notesOf(attempted)
 	backoff := 100 * time.Millisecond
 	giveUp := time.Now().Add(time.Minute)
 	shutdown := context.Background()
+	var changes []stateChange
 	for {
 		err := c.call(shutdown, outcomeTimeout, func(ctx context.Context) error {
+			changes = changes[:0]
 			b := &pgx.Batch{}
-			b.Queue(c.sql.recordOutcomes, c.id, r.users, r.endpoints, r.lsns, r.seqs, r.statuses, r.next, r.at,
-				r.durations, r.codes, r.errs, r.bodies)
+			if len(attempted) > 0 {
+				b.Queue(c.sql.recordOutcomes, c.id, r.users, r.endpoints, r.lsns, r.seqs, r.statuses, r.next, r.at,
+					r.durations, r.codes, r.errs, r.bodies)
+				b.Queue(c.sql.noteEndpoints, notes.names, notes.lastSuccess, notes.lastFailure, notes.lastError,
+					notes.firstFailure, notes.gone, notes.disableAfter, notes.trip, notes.initial, notes.max, notes.slow).Query(
+					func(rows pgx.Rows) error {
+						var d stateChange
+						_, err := pgx.ForEachRow(rows, []any{&d.endpoint, &d.disabled, &d.reason, &d.opened, &d.closed},
+							func() error {
+								if d.disabled || d.opened || d.closed {
+									changes = append(changes, d)
+								}
+								return nil
+							})
+						return err
+					})
+			}
 			if len(r.doneUsers) > 0 {
 				b.Queue(c.sql.promoteNext, r.doneUsers, r.doneEndpoints)
+			}
+			if len(held) > 0 {
+				h := rowsOf(held)
+				b.Queue(c.sql.hold, c.id, h.users, h.endpoints, h.lsns, h.seqs)
 			}
 			// SendBatch runs the statements in one implicit transaction.
 			return c.pool.SendBatch(ctx, b).Close()
@@ -122,10 +150,74 @@ func (c *completer) write(batch []outcome) {
 		time.Sleep(backoff)
 		backoff = min(2*backoff, time.Second)
 	}
+	// The database has the state that the pausing outcomes led to (a
+	// breaker does not open on a batch that also had a success): the
+	// watcher reads it now, not this process's own pause.
+	unpaused := false
+	for _, o := range attempted {
+		if o.paused != 0 {
+			o.ep.pausedAt.CompareAndSwap(o.paused, 0)
+			unpaused = true
+		}
+	}
+	c.stateChanged(changes, unpaused || slices.ContainsFunc(attempted, func(o outcome) bool { return o.probe }))
 	if !r.earliest.IsZero() {
 		select {
 		case c.retryAt <- r.earliest:
 		default: // the producer polls anyway
 		}
 	}
+}
+
+// stateChange is what note_endpoints changed about an endpoint.
+type stateChange struct {
+	endpoint, reason         string
+	disabled, opened, closed bool
+}
+
+// stateChanged logs what a batch changed about endpoints and tells every
+// process; look says this process's watcher must read the states anyway
+// (a probe's outcome set the next probe, or a pause of its own ended).
+func (c *completer) stateChanged(changes []stateChange, look bool) {
+	if len(changes) == 0 {
+		if look {
+			c.statesChanged()
+		}
+		return
+	}
+	for _, d := range changes {
+		switch {
+		case d.disabled:
+			c.log.Error("endpoint disabled; its deliveries wait until `walhook endpoints enable` (nothing is lost)",
+				"endpoint", d.endpoint, "reason", d.reason)
+		case d.opened:
+			c.log.Warn("endpoint down; probing it with one delivery at a time, the others wait",
+				"endpoint", d.endpoint, "failed_in_a_row", breakerAfter)
+		case d.closed:
+			c.log.Info("endpoint answers again; delivering what waited", "endpoint", d.endpoint)
+		}
+	}
+	err := c.call(context.Background(), claimTimeout, func(ctx context.Context) error {
+		_, err := c.pool.Exec(ctx, c.sql.notify, c.channel, endpointsPayload)
+		return err
+	})
+	if err != nil {
+		c.logDB(context.Background(), "notify other processes of an endpoint's state; they see it within seconds", err)
+	}
+	c.statesChanged()
+}
+
+// splitHeld separates the outcomes of attempts from the held jobs.
+func splitHeld(batch []outcome) (attempted, held []outcome) {
+	if !slices.ContainsFunc(batch, func(o outcome) bool { return o.status == statusHeld }) {
+		return batch, nil
+	}
+	for _, o := range batch {
+		if o.status == statusHeld {
+			held = append(held, o)
+		} else {
+			attempted = append(attempted, o)
+		}
+	}
+	return attempted, held
 }

@@ -21,8 +21,14 @@ type Endpoint struct {
 	MaxAttempts int
 	MaxAge      time.Duration
 	Backoff     Backoff
-	Headers     map[string]string
-	TLSConfig   *tls.Config // nil: system roots
+	// DisableAfter disables the endpoint once every attempt has failed for
+	// this long; 0 never.
+	DisableAfter time.Duration
+	// RateLimit caps the requests per second to the endpoint, over every
+	// process on the side schema; 0 none.
+	RateLimit int
+	Headers   map[string]string
+	TLSConfig *tls.Config // nil: system roots
 	// Filter, if set, decides which events of the subscribed types the
 	// endpoint gets; an event it rejects gets no delivery to it at all, so
 	// per-user order holds over what the endpoint gets.
@@ -71,7 +77,7 @@ func (c *Config) validate() error {
 	}
 	for i, e := range c.Endpoints {
 		if e.Name == "" || e.URL == "" || len(e.Secrets) == 0 || e.Timeout <= 0 || e.MaxAttempts < 1 ||
-			e.MaxAge <= 0 || e.Backoff.Initial <= 0 || e.Backoff.Max < e.Backoff.Initial {
+			e.MaxAge <= 0 || e.Backoff.Initial <= 0 || e.Backoff.Max < e.Backoff.Initial || e.DisableAfter < 0 || e.RateLimit < 0 {
 			return fmt.Errorf("dispatch: endpoint %d (%q) is incomplete", i, e.Name)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,13 +43,37 @@ type core struct {
 	db        *dbHealth
 	log       *slog.Logger
 	observer  Observer
+	disabled  atomic.Pointer[[]string] // see disabledList
+	jobs      chan<- job               // the senders' queue; see hand
 }
 
-// endpoint is an Endpoint with its HTTP client and outage log.
+// hand queues a claimed job for the senders, through its endpoint's pacer
+// if it has a rate limit. It never blocks: each channel holds the whole
+// budget.
+func (c *core) hand(j job) {
+	if j.ep.pacer != nil {
+		j.ep.pacer.in <- j
+		return
+	}
+	c.jobs <- j
+}
+
+// endpoint is an Endpoint with its HTTP client, outage log and state.
 type endpoint struct {
 	Endpoint
 	client *http.Client
 	health endpointHealth
+	// paused is this process's view of whether only probes go to the
+	// endpoint: disabled, or its breaker open (stateWatcher). Its other
+	// claimed deliveries are given back, not attempted.
+	paused atomic.Bool
+	// pausedAt is when this process paused it on its own (Unix ns): on a
+	// 410 Gone, or after breakerAfter failures in a row; it stays paused
+	// here until the database has a newer state.
+	pausedAt atomic.Int64
+	// streak counts the failed attempts in a row, here.
+	streak atomic.Int32
+	pacer  *pacer // nil without a rate limit
 }
 
 // job is one claimed delivery, ready to be attempted.
@@ -63,6 +88,7 @@ type job struct {
 	queuedAt    time.Time
 	committedAt time.Time
 	body        []byte
+	probe       bool // the one delivery that probes an endpoint whose breaker is open
 }
 
 // call runs fn under a deadline of timeout and notes whether the database
@@ -100,7 +126,9 @@ type Dispatcher struct {
 	store     *store
 	producer  *producer
 	completer *completer
+	states    *stateWatcher
 	jobs      chan job
+	paced     chan job // jobs whose rate-limit slot has come
 	outcomes  chan outcome
 }
 
@@ -139,11 +167,19 @@ func New(pool *pgxpool.Pool, cfg Config) (*Dispatcher, error) {
 	// Outcomes wait for the completer in a short queue: when it falls
 	// behind, the senders wait rather than pile up answered attempts that a
 	// SIGKILL would leave unrecorded (and that the next process sends again).
-	d := &Dispatcher{c: c, jobs: make(chan job, c.budget.maxCount), outcomes: make(chan outcome, 2*maxOutcomeBatch)}
-	d.producer = newProducer(c, d.jobs)
-	d.store = &store{core: c, jobs: d.jobs, wake: d.producer.wake}
+	d := &Dispatcher{c: c, jobs: make(chan job, c.budget.maxCount), paced: make(chan job, c.budget.maxCount),
+		outcomes: make(chan outcome, 2*maxOutcomeBatch)}
+	c.jobs = d.jobs
+	for _, name := range c.names {
+		if ep := c.endpoints[name]; ep.RateLimit > 0 {
+			ep.pacer = newPacer(c, ep, d.paced, c.budget.maxCount)
+		}
+	}
+	d.producer = newProducer(c)
+	d.store = &store{core: c, wake: d.producer.wake}
+	d.states = newStateWatcher(c, d.store, d.producer.wake)
 	d.completer = &completer{core: c, outcomes: d.outcomes, wake: d.producer.wake, retryAt: d.producer.retryAt,
-		stopping: d.store.stopped}
+		stopping: d.store.stopped, statesChanged: d.states.changed}
 	return d, nil
 }
 
@@ -196,12 +232,25 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err := c.call(ctx, maintainTimeout, m.rescue); err != nil {
 		c.logDB(ctx, "rescue deliveries of dead processes", err)
 	}
+	// Which endpoints are disabled, before the first claim.
+	if err := d.states.register(ctx); err != nil {
+		c.logDB(ctx, "register endpoints", err)
+	}
+	if err := d.states.refresh(ctx); err != nil {
+		c.logDB(ctx, "read endpoint states", err)
+	}
 
 	var senders, background sync.WaitGroup
 	for range c.cfg.Concurrency {
-		senders.Go(func() { sender{c}.work(ctx, d.jobs, d.outcomes) })
+		senders.Go(func() { sender{c}.work(ctx, d.jobs, d.paced, d.outcomes) })
 	}
-	background.Go(func() { (&listener{core: c, wake: d.producer.wake}).run(ctx) })
+	background.Go(func() { (&listener{core: c, wake: d.producer.wake, statesChanged: d.states.changed}).run(ctx) })
+	background.Go(func() { d.states.run(ctx) })
+	for _, name := range c.names {
+		if p := c.endpoints[name].pacer; p != nil {
+			background.Go(func() { p.run(ctx) })
+		}
+	}
 	background.Go(func() { m.run(ctx) })
 	background.Go(func() { m.care(ctx) })
 	completed := make(chan struct{})

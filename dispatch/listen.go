@@ -23,7 +23,8 @@ func channelName(schema string) string {
 // rescuer frees the claims of processes whose session is gone.
 type listener struct {
 	*core
-	wake func()
+	wake          func()
+	statesChanged func() // an endpoint was enabled or disabled
 }
 
 // run listens until ctx is done, reconnecting after any failure.
@@ -78,7 +79,11 @@ func (l *listener) once(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case err == nil:
-			if n.Payload != l.id { // our own events went to our senders already
+			switch n.Payload {
+			case l.id: // our own events went to our senders already
+			case endpointsPayload:
+				l.statesChanged()
+			default:
 				l.wake()
 			}
 			continue

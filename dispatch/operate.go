@@ -13,12 +13,16 @@ import (
 // database that stopped answering ends.
 const operateTimeout = time.Minute
 
-// EndpointStatus summarises one endpoint's deliveries for `walhook status`.
+// EndpointStatus summarises one endpoint's deliveries and state for
+// `walhook status` and the metrics.
 type EndpointStatus struct {
 	Endpoint      string
 	Pending       int64
 	Failed        int64
 	OldestPending time.Duration // age of the oldest pending delivery; 0 if none
+	State         string        // StateEnabled or StateDisabled
+	Since         time.Time     // when the state last changed; zero if never recorded
+	Reason        string        // why it changed
 }
 
 // QueryStatus returns the pending and failed deliveries per endpoint.
@@ -36,7 +40,11 @@ func QueryStatus(ctx context.Context, pool *pgxpool.Pool, schema string) ([]Endp
 	st, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (EndpointStatus, error) {
 		var s EndpointStatus
 		var age float64
-		err := row.Scan(&s.Endpoint, &s.Pending, &s.Failed, &age)
+		var since *time.Time
+		err := row.Scan(&s.Endpoint, &s.Pending, &s.Failed, &age, &s.State, &since, &s.Reason)
+		if since != nil {
+			s.Since = *since
+		}
 		s.OldestPending = time.Duration(age * float64(time.Second))
 		return s, err
 	})

@@ -12,13 +12,12 @@ import (
 // when a retry falls due, and at least every PollInterval.
 type producer struct {
 	*core
-	jobs    chan<- job
 	kick    chan struct{}
 	retryAt chan time.Time // when a retry falls due, from the completer
 }
 
-func newProducer(c *core, jobs chan<- job) *producer {
-	return &producer{core: c, jobs: jobs, kick: make(chan struct{}, 1), retryAt: make(chan time.Time, 64)}
+func newProducer(c *core) *producer {
+	return &producer{core: c, kick: make(chan struct{}, 1), retryAt: make(chan time.Time, 64)}
 }
 
 // wake asks the producer to look for due deliveries now.
@@ -81,7 +80,7 @@ func (p *producer) claimDue(ctx context.Context) error {
 			return err
 		}
 		for _, j := range jobs {
-			p.jobs <- j // never blocks: the channel holds the whole budget
+			p.hand(j)
 		}
 		if len(stray) > 0 {
 			if err := p.park(ctx, stray); err != nil {
@@ -100,7 +99,7 @@ func (p *producer) claimDue(ctx context.Context) error {
 func (p *producer) claim(ctx context.Context, want int64) (jobs []job, stray []job, err error) {
 	err = p.call(ctx, claimTimeout, func(ctx context.Context) error {
 		jobs, stray = nil, nil
-		rows, err := p.pool.Query(ctx, p.sql.claimDue, p.id, want, p.lease.Milliseconds())
+		rows, err := p.pool.Query(ctx, p.sql.claimDue, p.id, want, p.lease.Milliseconds(), p.notClaimed())
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,12 @@ import (
 const (
 	maxResponseRead   = 64 << 10 // read so the connection can be reused
 	maxResponseStored = 1 << 10  // docs/side-schema.md: the first 1 KiB
+	// statusHeld is an outcome's status when the job was not attempted
+	// because its endpoint is disabled: the claim is given back (hold).
+	statusHeld = "held"
+	// breakerAfter is how many failed attempts in a row open an endpoint's
+	// breaker: from then on one delivery at a time probes it.
+	breakerAfter = 5
 )
 
 // outcome is what one attempt of a job came to.
@@ -29,8 +36,11 @@ type outcome struct {
 	statusCode  int // 0: no answer
 	err         string
 	respBody    string
-	status      string    // the delivery's new status
-	next        time.Time // when pending: the next attempt
+	status      string        // the delivery's new status, or statusHeld
+	trip        bool          // this failure opens the endpoint's breaker
+	paused      int64         // the endpoint's pausedAt this attempt set, or 0
+	slow        time.Duration // after a 429: how long the whole endpoint waits
+	next        time.Time     // when pending: the next attempt
 }
 
 // sender is an HTTP worker: it signs and posts claimed deliveries, one at a
@@ -40,21 +50,36 @@ type sender struct{ *core }
 // work attempts jobs until ctx is done. An attempt under way when ctx is
 // cancelled still runs to its end (bounded by the endpoint's timeout), so
 // that it is recorded.
-func (s sender) work(ctx context.Context, jobs <-chan job, outcomes chan<- outcome) {
+func (s sender) work(ctx context.Context, jobs, paced <-chan job, outcomes chan<- outcome) {
 	for {
+		// A job whose rate-limit slot has come goes first: its place in
+		// time is what keeps the endpoint's limit.
+		select {
+		case j := <-paced:
+			outcomes <- s.attempt(context.WithoutCancel(ctx), j)
+			continue
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case j := <-paced:
+			outcomes <- s.attempt(context.WithoutCancel(ctx), j)
 		case j := <-jobs:
 			outcomes <- s.attempt(context.WithoutCancel(ctx), j)
 		}
 	}
 }
 
-// attempt posts the job's body once and decides what follows.
+// attempt posts the job's body once and decides what follows. A job of an
+// endpoint disabled since it was claimed is not attempted but held.
 func (s sender) attempt(ctx context.Context, j job) outcome {
 	ep := j.ep
 	o := outcome{job: j, attemptedAt: time.Now()}
+	if ep.paused.Load() && !j.probe {
+		o.status = statusHeld
+		return o
+	}
 	ctx, cancel := context.WithTimeout(ctx, ep.Timeout)
 	defer cancel()
 
@@ -75,6 +100,16 @@ func (s sender) attempt(ctx context.Context, j job) outcome {
 			resp.Body.Close()
 			o.respBody = storableBody(body)
 			retryAfter = parseRetryAfter(resp.StatusCode, resp.Header, time.Now())
+			if resp.StatusCode == http.StatusTooManyRequests {
+				// The whole endpoint waits, not only this delivery: here at
+				// once, in every process once the completer records it.
+				o.paused, o.slow = ep.pause(), min(cmp.Or(retryAfter, ep.Backoff.Initial), ep.Backoff.Max)
+			}
+			if resp.StatusCode == http.StatusGone {
+				// Standard Webhooks: stop sending. Disabled here at once; the
+				// completer records it for every process.
+				o.paused = ep.pause()
+			}
 			switch {
 			case resp.StatusCode < 200 || resp.StatusCode > 299:
 				o.err = fmt.Sprintf("HTTP %d", resp.StatusCode)
@@ -94,6 +129,11 @@ func (s sender) attempt(ctx context.Context, j job) outcome {
 
 	now := time.Now()
 	ep.health.attempted(ep.Name, o.err, now)
+	if o.err == "" {
+		ep.streak.Store(0)
+	} else if ep.streak.Add(1) >= breakerAfter && !ep.paused.Load() {
+		o.paused, o.trip = ep.pause(), true
+	}
 	n := j.attempts + 1
 	switch {
 	case o.err == "":
@@ -109,6 +149,16 @@ func (s sender) attempt(ctx context.Context, j job) outcome {
 	}
 	s.observer.Attempted(ep.Name, outcomeName(o.status), o.duration)
 	return o
+}
+
+// pause stops this process sending to the endpoint at once, but for
+// probes, until the completer has recorded the outcome that paused it and
+// the database says what follows. It returns the pausedAt it set.
+func (e *endpoint) pause() int64 {
+	at := time.Now().UnixNano()
+	e.pausedAt.Store(at)
+	e.paused.Store(true)
+	return at
 }
 
 // outcomeName is the Observer's word for a delivery's new status.

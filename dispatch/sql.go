@@ -25,11 +25,15 @@ func withSchema(sql, schema string) string {
 
 // statements are the named statements of queries/*.sql for one side schema.
 type statements struct {
-	storeEvents, storeDeliveries, notify                                    string
-	claimDue, park, release                                                 string
-	recordOutcomes, promoteNext                                             string
-	rescue, sessions, prune, vacuumQueue                                    string
-	status, replay, rehead                                                  string
+	storeEvents, storeDeliveries, notify string
+	claimDue, park, release              string
+	recordOutcomes, promoteNext          string
+	rescue, sessions, prune, vacuumQueue string
+	status, replay, rehead               string
+	// endpoint health (health.sql)
+	registerEndpoints, endpointStates, noteEndpoints, hold, holdDisabled    string
+	reheadEndpoint, disableEndpoint, enableEndpoint, shiftQueuedAt          string
+	endpointReport, takeProbe, reserveSlots                                 string
 	eraseLock, eraseDue, eraseBlocks, eraseRange, eraseWaiting, pruneFailed string
 }
 
@@ -43,6 +47,11 @@ func loadStatements(schema string) (statements, error) {
 		"record_outcomes": &s.recordOutcomes, "promote_next": &s.promoteNext,
 		"rescue": &s.rescue, "sessions": &s.sessions, "prune": &s.prune, "vacuum_queue": &s.vacuumQueue,
 		"status": &s.status, "replay": &s.replay, "rehead": &s.rehead,
+		"register_endpoints": &s.registerEndpoints, "endpoint_states": &s.endpointStates,
+		"note_endpoints": &s.noteEndpoints, "hold": &s.hold, "hold_disabled": &s.holdDisabled,
+		"rehead_endpoint": &s.reheadEndpoint, "disable_endpoint": &s.disableEndpoint,
+		"enable_endpoint": &s.enableEndpoint, "shift_queued_at": &s.shiftQueuedAt,
+		"endpoint_report": &s.endpointReport, "take_probe": &s.takeProbe, "reserve_slots": &s.reserveSlots,
 		"erase_lock": &s.eraseLock, "erase_due": &s.eraseDue, "erase_blocks": &s.eraseBlocks,
 		"erase_range": &s.eraseRange, "erase_waiting": &s.eraseWaiting, "prune_failed": &s.pruneFailed,
 	}

@@ -27,7 +27,6 @@ const (
 // the fresh deliveries it claims straight to the senders.
 type store struct {
 	*core
-	jobs chan<- job
 	wake func()
 
 	// mu guards accepting: fresh deliveries go to the senders only while
@@ -113,7 +112,7 @@ func (s *store) Write(ctx context.Context, events []cdc.Event) error {
 	}
 	s.budget.settle(reserved, int64(len(res.claimed)), bytes)
 	for _, j := range res.claimed {
-		s.jobs <- j // never blocks: the channel holds the whole budget
+		s.hand(j)
 	}
 	s.observer.Stored(int(res.stored))
 	if res.unclaimed && time.Since(s.lastNotify) >= notifyEvery {
@@ -146,7 +145,7 @@ func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (st
 			return nil
 		})
 		if len(r.dEvent) > 0 {
-			b.Queue(s.sql.storeDeliveries, r.dEvent, r.dEndpoint, s.id, reserved, s.lease.Milliseconds()).Query(func(rows pgx.Rows) error {
+			b.Queue(s.sql.storeDeliveries, r.dEvent, r.dEndpoint, s.id, reserved, s.lease.Milliseconds(), s.disabledList()).Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					var id, name string
 					var mine, due bool

@@ -50,7 +50,8 @@ Usage:
   walhook demo [-keep]            throwaway PostgreSQL + receiver + sidecar, scripted changes
   walhook bench                   the headline benchmarks on a throwaway PostgreSQL (fsync on)
   walhook check -config FILE      preflight: the config and the database, each problem with its fix
-  walhook status -config FILE     slot lag, pending and failed deliveries per endpoint
+  walhook status -config FILE     slot lag, pending and failed deliveries and state per endpoint
+  walhook endpoints -config FILE  endpoints' state and health; disable NAME | enable NAME
   walhook replay -config FILE     re-queue deliveries (-event ID | -endpoint NAME -status failed | -since TIME)
   walhook erase -config FILE      erase the stored payloads of one user's events (-user ID)
   walhook backfill -config FILE   send existing rows as <prefix>.snapshot (-endpoint, -where, -chunk, -rate, -id, -cancel)
@@ -84,6 +85,8 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return runStatus(ctx, rest, stdout, stderr)
 	case "replay":
 		return runReplay(ctx, rest, stdout, stderr)
+	case "endpoints":
+		return runEndpoints(ctx, rest, stdout, stderr)
 	case "erase":
 		return runErase(ctx, rest, stdout, stderr)
 	case "backfill":

@@ -47,14 +47,19 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		byName[s.Endpoint] = s
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ENDPOINT\tPENDING\tFAILED\tOLDEST PENDING")
+	fmt.Fprintln(tw, "ENDPOINT\tSTATE\tPENDING\tFAILED\tOLDEST PENDING")
 	for _, e := range cfg.Endpoints {
 		s := byName[e.Name]
 		oldest := "-"
 		if s.Pending > 0 {
 			oldest = s.OldestPending.Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", e.Name, s.Pending, s.Failed, oldest)
+		state := dispatch.StateEnabled
+		if s.State == dispatch.StateDisabled {
+			// The error SPEC §11 asks for: it names why, and the way back.
+			state = fmt.Sprintf("DISABLED %s ago: %s (walhook endpoints enable %s)", time.Since(s.Since).Round(time.Second), s.Reason, e.Name)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", e.Name, state, s.Pending, s.Failed, oldest)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

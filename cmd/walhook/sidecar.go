@@ -159,7 +159,7 @@ func dispatchEndpoints(cfg *config.Config, log *slog.Logger) ([]dispatch.Endpoin
 		}
 		ep := dispatch.Endpoint{
 			Name: e.Name, URL: e.URL, Secrets: secrets, Events: e.Events,
-			Timeout: e.Timeout, MaxAttempts: e.MaxAttempts, MaxAge: e.MaxAge,
+			Timeout: e.Timeout, MaxAttempts: e.MaxAttempts, MaxAge: e.MaxAge, DisableAfter: e.DisableAfter, RateLimit: e.RateLimit,
 			Backoff: dispatch.Backoff{Initial: e.Backoff.Initial, Max: e.Backoff.Max},
 			Headers: e.Headers,
 		}

@@ -2,12 +2,15 @@
 
 -- name: claim_due
 -- Claims up to $2 due deliveries for process $1 for $3 ms, oldest due
--- first, with the bodies. No filter on endpoint: it would tempt the planner
--- away from the due index. Deliveries to endpoints this process does not
--- know are parked (park).
+-- first, with the bodies. Deliveries to endpoints this process does not
+-- know are parked (park). $4 are the endpoints known disabled: their
+-- deliveries wait ('infinity'), and the few that became due meanwhile are
+-- skipped until hold_disabled makes them wait; a filter, not a join, so
+-- that the plan stays the due index.
 WITH due AS (
     SELECT q.user_id, q.endpoint, q.commit_lsn, q.seq FROM {{schema}}.queue q
     WHERE q.status = 'pending' AND q.claimed_by IS NULL AND q.next_attempt_at <= now()
+      AND q.endpoint <> ALL($4::text[])
     ORDER BY q.next_attempt_at
     LIMIT $2
     FOR UPDATE OF q SKIP LOCKED

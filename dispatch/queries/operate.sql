@@ -1,11 +1,19 @@
 -- Statements of the operator's commands: status and replay.
 
 -- name: status
-SELECT endpoint,
-    count(*) FILTER (WHERE status = 'pending'),
-    count(*) FILTER (WHERE status = 'failed'),
-    coalesce(extract(epoch FROM now() - min(queued_at) FILTER (WHERE status = 'pending')), 0)::float8
-FROM {{schema}}.queue GROUP BY endpoint ORDER BY endpoint;
+-- Per endpoint: pending and failed deliveries, the oldest pending one's age,
+-- and the endpoint's state, since when and why.
+SELECT coalesce(q.endpoint, s.endpoint), coalesce(q.pending, 0), coalesce(q.failed, 0), coalesce(q.oldest, 0),
+    coalesce(s.state, 'enabled'), s.since, coalesce(s.reason, '')
+FROM (
+    SELECT endpoint,
+        count(*) FILTER (WHERE status = 'pending') AS pending,
+        count(*) FILTER (WHERE status = 'failed') AS failed,
+        extract(epoch FROM now() - min(queued_at) FILTER (WHERE status = 'pending'))::float8 AS oldest
+    FROM {{schema}}.queue GROUP BY endpoint
+) q
+FULL JOIN {{schema}}.endpoint_state s ON s.endpoint = q.endpoint
+ORDER BY 1;
 
 -- name: replay
 -- Puts the selected deliveries back in the queue, waiting ('infinity')

@@ -21,6 +21,8 @@ WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.event_log e WHERE e.id = x.id);
 -- user and endpoint, else it waits ('infinity'); the first $4 due ones are
 -- claimed for this process ($3, lease $5 ms), so that the senders get them
 -- with the bodies in hand, without a poll and without reading them back.
+-- A delivery to an endpoint this process knows disabled ($6) waits too:
+-- enabling it decides again (rehead_endpoint) once every process knows.
 -- FOR SHARE on an earlier pending delivery makes an outcome that is
 -- settling it right now commit first (see the package doc, per-user order).
 WITH f AS (
@@ -30,7 +32,7 @@ WITH f AS (
     JOIN {{schema}}.event_log e ON e.id = x.event_id
     WHERE e.xmin = pg_current_xact_id()::xid
 ), h AS (
-    SELECT f.*, f.first_in_batch AND NOT EXISTS (
+    SELECT f.*, f.first_in_batch AND f.endpoint <> ALL($6::text[]) AND NOT EXISTS (
         SELECT 1 FROM {{schema}}.queue p
         WHERE p.user_id = f.user_id AND p.endpoint = f.endpoint AND p.status = 'pending'
           AND (p.commit_lsn, p.seq) < (f.commit_lsn, f.seq)

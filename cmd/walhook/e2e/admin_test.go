@@ -222,6 +222,7 @@ func TestAdminEndpoints(t *testing.T) {
 		{"walhook_capture_holder", nil, 1},
 		{"walhook_deliveries_pending", []string{"endpoint", "crm"}, 0},
 		{"walhook_oldest_pending_seconds", []string{"endpoint", "crm"}, 0},
+		{"walhook_endpoint_enabled", []string{"endpoint", "crm"}, 1},
 		{"walhook_database_query_up", []string{"query", "slot_lag"}, 1},
 		{"walhook_database_query_up", []string{"query", "delivery_status"}, 1},
 	} {

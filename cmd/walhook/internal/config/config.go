@@ -85,6 +85,9 @@ type Delivery struct {
 	Backoff Backoff
 	// Retention is how long delivered events are kept.
 	Retention time.Duration
+	// DisableAfter disables an endpoint whose every attempt has failed for
+	// this long (SPEC §11); 0 never.
+	DisableAfter time.Duration
 	// FailedRetention is how long failed deliveries are kept, counted from
 	// their last attempt; 0 keeps them until replayed or deleted by hand.
 	FailedRetention time.Duration
@@ -105,13 +108,17 @@ type Endpoint struct {
 	Secrets []string
 	// Events are the event types the endpoint gets.
 	Events []string
-	// Timeout, MaxAttempts, MaxAge and Backoff are the endpoint's own
-	// settings where it has them, else Delivery's (Backoff's Initial and
-	// Max each on its own).
-	Timeout     time.Duration
-	MaxAttempts int
-	MaxAge      time.Duration
-	Backoff     Backoff
+	// Timeout, MaxAttempts, MaxAge, Backoff and DisableAfter are the
+	// endpoint's own settings where it has them, else Delivery's (Backoff's
+	// Initial and Max each on its own).
+	Timeout      time.Duration
+	MaxAttempts  int
+	MaxAge       time.Duration
+	Backoff      Backoff
+	DisableAfter time.Duration
+	// RateLimit caps the requests per second to the endpoint over the whole
+	// deployment (SPEC §11); 0 none. The endpoint's own key only.
+	RateLimit int
 	// Headers are added to every request. Values may be credentials.
 	Headers map[string]string
 	// CAFile is a PEM bundle of extra CAs trusted for this endpoint, checked
@@ -148,6 +155,8 @@ const (
 	defaultBackoffInitial = 5 * time.Second
 	defaultBackoffMax     = time.Hour
 	defaultRetention      = 168 * time.Hour
+	// defaultDisableAfter is Svix's: five days of failures.
+	defaultDisableAfter = 120 * time.Hour
 	// defaultFailedRetention gives an operator a month to notice and
 	// replay failed deliveries.
 	defaultFailedRetention = 720 * time.Hour

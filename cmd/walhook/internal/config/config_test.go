@@ -69,14 +69,15 @@ endpoints:
 		},
 		Source: config.Source{Table: "public.users", EventPrefix: "user", MaxEventBytes: 1 << 20},
 		Endpoints: []config.Endpoint{{
-			Name:        "crm",
-			URL:         "http://127.0.0.1:8080/hooks/users",
-			Secrets:     []string{secret},
-			Events:      []string{"user.created", "user.updated", "user.deleted"},
-			Timeout:     10 * time.Second,
-			MaxAttempts: 15,
-			MaxAge:      72 * time.Hour,
-			Backoff:     config.Backoff{Initial: 5 * time.Second, Max: time.Hour},
+			Name:         "crm",
+			URL:          "http://127.0.0.1:8080/hooks/users",
+			Secrets:      []string{secret},
+			Events:       []string{"user.created", "user.updated", "user.deleted"},
+			Timeout:      10 * time.Second,
+			MaxAttempts:  15,
+			MaxAge:       72 * time.Hour,
+			Backoff:      config.Backoff{Initial: 5 * time.Second, Max: time.Hour},
+			DisableAfter: 120 * time.Hour,
 		}},
 		Delivery: config.Delivery{
 			Concurrency:     32,
@@ -86,6 +87,7 @@ endpoints:
 			Backoff:         config.Backoff{Initial: 5 * time.Second, Max: time.Hour},
 			Retention:       168 * time.Hour,
 			FailedRetention: 720 * time.Hour,
+			DisableAfter:    120 * time.Hour,
 		},
 		Admin: config.Admin{Listen: ""},
 	}
@@ -200,6 +202,45 @@ endpoints:
 	}
 	if d := cfg.Delivery; d.Timeout != 20*time.Second || d.Backoff.Max != 10*time.Minute {
 		t.Errorf("delivery changed by endpoints: %+v", d)
+	}
+}
+
+func TestDisableAfter(t *testing.T) {
+	cfg := mustParse(t, `
+database: {url: "postgres://127.0.0.1/app"}
+endpoints:
+  - name: default
+    url: http://127.0.0.1/a
+    secrets: [`+secret+`]
+  - name: never
+    url: http://127.0.0.1/b
+    secrets: [`+secret+`]
+    disable_after: 0
+  - name: soon
+    url: http://127.0.0.1/c
+    secrets: [`+secret+`]
+    disable_after: 1d
+    rate_limit: 50
+`, nil)
+	if cfg.Endpoints[2].RateLimit != 50 || cfg.Endpoints[0].RateLimit != 0 {
+		t.Errorf("rate_limit: %d and %d, want 50 and 0 (none)", cfg.Endpoints[2].RateLimit, cfg.Endpoints[0].RateLimit)
+	}
+	want := []time.Duration{120 * time.Hour, 0, 24 * time.Hour}
+	for i, ep := range cfg.Endpoints {
+		if ep.DisableAfter != want[i] {
+			t.Errorf("%s: disable_after %s, want %s", ep.Name, ep.DisableAfter, want[i])
+		}
+	}
+	cfg = mustParse(t, `
+database: {url: "postgres://127.0.0.1/app"}
+delivery: {disable_after: 2h}
+endpoints:
+  - name: inherits
+    url: http://127.0.0.1/a
+    secrets: [`+secret+`]
+`, nil)
+	if cfg.Delivery.DisableAfter != 2*time.Hour || cfg.Endpoints[0].DisableAfter != 2*time.Hour {
+		t.Errorf("delivery.disable_after 2h: delivery %s, endpoint %s", cfg.Delivery.DisableAfter, cfg.Endpoints[0].DisableAfter)
 	}
 }
 

@@ -33,6 +33,7 @@ func (w *walker) config(root *yaml.Node, file string) *Config {
 			Backoff:         Backoff{Initial: defaultBackoffInitial, Max: defaultBackoffMax},
 			Retention:       defaultRetention,
 			FailedRetention: defaultFailedRetention,
+			DisableAfter:    defaultDisableAfter,
 		},
 	}
 	b, ok := w.block(root, "", root.Line, []string{"database", "source", "endpoints", "delivery", "admin"})
@@ -152,7 +153,7 @@ func (w *walker) columns(b *block, key string) []string {
 
 func (w *walker) delivery(f field, d *Delivery) {
 	b, ok := w.block(f.val, "delivery", f.line, []string{"concurrency", "timeout", "max_attempts", "max_age", "backoff", "retention",
-		"failed_retention", "erase_on_delete"})
+		"failed_retention", "erase_on_delete", "disable_after"})
 	if !ok {
 		return
 	}
@@ -161,6 +162,7 @@ func (w *walker) delivery(f field, d *Delivery) {
 	w.integer(b, "max_attempts", 1, maxInt, &d.MaxAttempts)
 	w.duration(b, "max_age", &d.MaxAge)
 	w.duration(b, "retention", &d.Retention)
+	w.durationOrZero(b, "disable_after", &d.DisableAfter)
 	w.durationOrZero(b, "failed_retention", &d.FailedRetention)
 	w.boolean(b, "erase_on_delete", &d.EraseOnDelete)
 	if f, ok := b.get("backoff"); ok {
@@ -243,7 +245,7 @@ func (w *walker) endpoint(n *yaml.Node, path string, cfg *Config, file string) (
 		w.probs.add(n.Line, path, "empty endpoint; it needs at least name, url and secrets")
 		return Endpoint{}, false
 	}
-	b, ok := w.block(n, path, line, []string{"name", "url", "secrets", "events", "timeout", "max_attempts", "max_age", "backoff", "headers", "ca_file", "filter"})
+	b, ok := w.block(n, path, line, []string{"name", "url", "secrets", "events", "timeout", "max_attempts", "max_age", "backoff", "headers", "ca_file", "filter", "disable_after", "rate_limit"})
 	if !ok {
 		return Endpoint{}, false
 	}
@@ -294,7 +296,10 @@ func (w *walker) endpoint(n *yaml.Node, path string, cfg *Config, file string) (
 // comes from d.
 func (w *walker) overrides(b *block, ep *Endpoint, d Delivery) {
 	ep.Timeout, ep.MaxAttempts, ep.MaxAge, ep.Backoff = d.Timeout, d.MaxAttempts, d.MaxAge, d.Backoff
+	ep.DisableAfter = d.DisableAfter
 	w.duration(b, "timeout", &ep.Timeout)
+	w.durationOrZero(b, "disable_after", &ep.DisableAfter)
+	w.integer(b, "rate_limit", 1, 100000, &ep.RateLimit)
 	w.integer(b, "max_attempts", 1, maxInt, &ep.MaxAttempts)
 	w.duration(b, "max_age", &ep.MaxAge)
 	f, ok := b.get("backoff")

@@ -137,6 +137,12 @@ func TestErrors(t *testing.T) {
 		{"negative duration", head + "delivery:\n  retention: -1h\n", nil, []problem{
 			{8, "delivery.retention", `"-1h" must be positive`},
 		}},
+		{"negative disable_after", head + "delivery:\n  disable_after: -1h\n", nil, []problem{
+			{8, "delivery.disable_after", `"-1h" must be positive, or 0`},
+		}},
+		{"bad disable_after", head + "delivery:\n  disable_after: soon\n", nil, []problem{
+			{8, "delivery.disable_after", `"soon" is not a duration`},
+		}},
 		{"negative failed_retention", head + "delivery:\n  failed_retention: -1h\n", nil, []problem{
 			{8, "delivery.failed_retention", `"-1h" must be positive, or 0`},
 		}},
@@ -164,6 +170,9 @@ func TestErrors(t *testing.T) {
 		{"max_attempts zero", head + "    max_attempts: 0\ndelivery:\n  max_attempts: -1\n", nil, []problem{
 			{7, "endpoints[0].max_attempts", "0 is too small: use at least 1"},
 			{9, "delivery.max_attempts", "-1 is too small: use at least 1"},
+		}},
+		{"rate_limit zero", head + "    rate_limit: 0\n", nil, []problem{
+			{7, "endpoints[0].rate_limit", "0 is out of range: use 1 to 100000"},
 		}},
 		{"secret without prefix", strings.Replace(head, secret, "hunter2hunter2hunter2", 1), nil, []problem{
 			{6, "endpoints[0].secrets[0]", `does not start with "whsec_" (want whsec_<base64>) (generate one with "walhook secret")`},

@@ -86,7 +86,8 @@ func TestStateAtScrape(t *testing.T) {
 		Endpoints: []string{"crm", "billing"},
 		Status: func(ctx context.Context) ([]dispatch.EndpointStatus, error) {
 			deadline(ctx)
-			return []dispatch.EndpointStatus{{Endpoint: "crm", Pending: 4, Failed: 2, OldestPending: 90 * time.Second}}, nil
+			return []dispatch.EndpointStatus{{Endpoint: "crm", Pending: 4, Failed: 2, OldestPending: 90 * time.Second,
+				State: dispatch.StateDisabled}}, nil
 		},
 		SlotLag: func(ctx context.Context) (int64, error) {
 			deadline(ctx)
@@ -108,6 +109,8 @@ func TestStateAtScrape(t *testing.T) {
 		`walhook_oldest_pending_seconds{endpoint="crm"} 90`,
 		`walhook_deliveries_pending{endpoint="billing"} 0`,
 		`walhook_oldest_pending_seconds{endpoint="billing"} 0`,
+		`walhook_endpoint_enabled{endpoint="crm"} 0`,
+		`walhook_endpoint_enabled{endpoint="billing"} 1`,
 		`walhook_slot_lag_bytes 4096`,
 		`walhook_capture_holder 1`,
 		`walhook_confirmed_lsn 2.380372e+07`,

@@ -46,6 +46,9 @@ var (
 	descFailed = prometheus.NewDesc("walhook_deliveries_failed",
 		"Deliveries given up (status failed) and still stored, by endpoint; walhook replay puts them back.",
 		[]string{"endpoint"}, nil)
+	descEnabled = prometheus.NewDesc("walhook_endpoint_enabled",
+		"1 while the endpoint is enabled, 0 while it is disabled (by an operator, a 410 Gone, or failing for disable_after): nothing is sent to it then, and its deliveries wait.",
+		[]string{"endpoint"}, nil)
 	descOldest = prometheus.NewDesc("walhook_oldest_pending_seconds",
 		"Age of the oldest pending delivery, by endpoint; 0 when none is pending.",
 		[]string{"endpoint"}, nil)
@@ -85,7 +88,7 @@ func newStateCollector(s State) *stateCollector {
 
 // Describe implements prometheus.Collector.
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPending, descFailed, descOldest, descLag, descHolder, descConfirmed,
+	for _, d := range []*prometheus.Desc{descPending, descFailed, descEnabled, descOldest, descLag, descHolder, descConfirmed,
 		descBackfillRead, descBackfillEstimate, descUp} {
 		ch <- d
 	}
@@ -145,5 +148,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descPending, float64(st.Pending), e)
 		gauge(descFailed, float64(st.Failed), e)
 		gauge(descOldest, st.OldestPending.Seconds(), e)
+		enabled := 1.0
+		if st.State == dispatch.StateDisabled {
+			enabled = 0
+		}
+		gauge(descEnabled, enabled, e)
 	}
 }

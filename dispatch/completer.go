@@ -56,7 +56,7 @@ func (c *completer) run() {
 // outcomeRows are the columns of record_outcomes.
 type outcomeRows struct {
 	users, endpoints, lsns, statuses []string
-	seqs, durations                  []int32
+	seqs, durations, claimedAttempts []int32
 	next                             []*time.Time
 	at                               []time.Time
 	codes                            []*int32
@@ -71,12 +71,13 @@ func rowsOf(batch []outcome) *outcomeRows {
 	r := &outcomeRows{
 		users: make([]string, n), endpoints: make([]string, n), lsns: make([]string, n), statuses: make([]string, n),
 		seqs: make([]int32, n), durations: make([]int32, n), next: make([]*time.Time, n), at: make([]time.Time, n),
-		codes: make([]*int32, n), errs: make([]*string, n), bodies: make([]string, n),
+		codes: make([]*int32, n), errs: make([]*string, n), bodies: make([]string, n), claimedAttempts: make([]int32, n),
 	}
 	for i := range batch {
 		o := &batch[i]
 		r.users[i], r.endpoints[i], r.lsns[i], r.seqs[i], r.statuses[i] = o.userID, o.ep.Name, o.commitLSN, o.seq, o.status
 		r.at[i], r.durations[i], r.bodies[i] = o.attemptedAt, int32(o.duration.Milliseconds()), o.respBody
+		r.claimedAttempts[i] = int32(o.attempts)
 		if o.status == "pending" {
 			r.next[i] = &o.next
 			if r.earliest.IsZero() || o.next.Before(r.earliest) {
@@ -97,8 +98,10 @@ func rowsOf(batch []outcome) *outcomeRows {
 }
 
 // write records one batch, trying again until it is written: the
-// statements are idempotent (a delivery no longer claimed by this process
-// is left alone), so a write cut off by its deadline may be repeated. In
+// statements are idempotent (a delivery no longer claimed by this process,
+// or attempted since its claim, is left alone), so a write that committed
+// although its answer was lost (cut off by its deadline, a bad scan) may be
+// repeated. In
 // the same transaction it notes the endpoints' last success and failure
 // (disabling those that must be) and gives back the held claims.
 func (c *completer) write(batch []outcome) {
@@ -114,7 +117,7 @@ func (c *completer) write(batch []outcome) {
 			b := &pgx.Batch{}
 			if len(attempted) > 0 {
 				b.Queue(c.sql.recordOutcomes, c.id, r.users, r.endpoints, r.lsns, r.seqs, r.statuses, r.next, r.at,
-					r.durations, r.codes, r.errs, r.bodies)
+					r.durations, r.codes, r.errs, r.bodies, r.claimedAttempts)
 				b.Queue(c.sql.noteEndpoints, notes.names, notes.lastSuccess, notes.lastFailure, notes.lastError,
 					notes.firstFailure, notes.gone, notes.disableAfter, notes.trip, notes.initial, notes.max, notes.slow).Query(
 					func(rows pgx.Rows) error {

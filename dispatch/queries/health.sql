@@ -68,8 +68,9 @@ WITH n AS (
             ELSE coalesce(s.failing_since, n.first_failure) END AS failing_since
     FROM n JOIN {{schema}}.endpoint_state s USING (endpoint)
 ), d AS (
+    -- coalesce: failing_since is null while the endpoint succeeds.
     SELECT v.*, s.state = 'enabled' AND (v.gone OR (v.disable_after_ms > 0
-            AND v.failing_since <= now() - v.disable_after_ms * interval '1 millisecond')) AS disable,
+            AND coalesce(v.failing_since <= now() - v.disable_after_ms * interval '1 millisecond', false))) AS disable,
         s.open_since IS NOT NULL AND v.last_success IS NOT NULL AS close,
         s.open_since IS NULL AND v.trip AND v.last_success IS NULL AS open,
         s.open_since IS NOT NULL AND v.last_success IS NULL AND v.last_failure IS NOT NULL AS probe_failed

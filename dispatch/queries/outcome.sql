@@ -6,17 +6,23 @@
 -- retried or failed one is rewritten, and every attempt gets its
 -- delivery_attempts row, numbered from the queue row. A delivery whose claim
 -- was lost meanwhile (lease expired, rescued) is left to its new owner and
--- its attempt is not recorded. IS NOT DISTINCT FROM is not indexable, on
--- purpose: the rows are found by primary key, never through the claimed index.
+-- its attempt is not recorded. So is one whose attempts count moved past
+-- the one it was claimed with ($13): the outcome was recorded already, by a
+-- write that committed although its answer was lost, and this process may
+-- have claimed the delivery again since. IS NOT DISTINCT FROM is not
+-- indexable, on purpose: the rows are found by primary key, never through
+-- the claimed index.
 WITH o AS (
     SELECT * FROM unnest($2::text[], $3::text[], $4::text[]::pg_lsn[], $5::int[], $6::text[], $7::timestamptz[],
-        $8::timestamptz[], $9::int[], $10::int[], $11::text[], $12::text[])
-    AS o(user_id, endpoint, commit_lsn, seq, status, next_attempt_at, attempted_at, duration_ms, status_code, error, response_body)
+        $8::timestamptz[], $9::int[], $10::int[], $11::text[], $12::text[], $13::int[])
+    AS o(user_id, endpoint, commit_lsn, seq, status, next_attempt_at, attempted_at, duration_ms, status_code, error, response_body,
+        claimed_attempts)
 ), delivered AS (
     DELETE FROM {{schema}}.queue q USING o
     WHERE o.status = 'delivered'
       AND q.user_id = o.user_id AND q.endpoint = o.endpoint AND q.commit_lsn = o.commit_lsn AND q.seq = o.seq
       AND q.claimed_by IS NOT DISTINCT FROM $1 AND q.status IS NOT DISTINCT FROM 'pending'
+      AND q.attempts = o.claimed_attempts
     RETURNING q.user_id, q.endpoint, q.commit_lsn, q.seq, q.event_id, q.attempts + 1 AS attempt
 ), rewritten AS (
     UPDATE {{schema}}.queue q SET status = o.status, attempts = q.attempts + 1,
@@ -31,6 +37,7 @@ WITH o AS (
     WHERE o.status <> 'delivered'
       AND q.user_id = o.user_id AND q.endpoint = o.endpoint AND q.commit_lsn = o.commit_lsn AND q.seq = o.seq
       AND q.claimed_by IS NOT DISTINCT FROM $1 AND q.status IS NOT DISTINCT FROM 'pending'
+      AND q.attempts = o.claimed_attempts
     RETURNING q.user_id, q.endpoint, q.commit_lsn, q.seq, q.event_id, q.attempts AS attempt
 )
 INSERT INTO {{schema}}.delivery_attempts (event_id, endpoint, attempt, attempted_at, duration_ms, status_code, error, response_body)

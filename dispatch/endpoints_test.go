@@ -157,8 +157,8 @@ func TestDisableAfterKeepsDeliveriesPending(t *testing.T) {
 	}
 }
 
-// TestDownEndpointIsProbedNotHammered: with 2,000 deliveries pending to an
-// endpoint that fails everything for 10 s, the attempt log shows a few
+// TestDownEndpointIsProbedNotHammered: with 10,000 deliveries pending to
+// an endpoint that fails everything for 30 s, the attempt log shows a few
 // failures and then one probe at a time; once it answers, everything
 // arrives, in per-user order.
 func TestDownEndpointIsProbedNotHammered(t *testing.T) {
@@ -176,7 +176,7 @@ func TestDownEndpointIsProbedNotHammered(t *testing.T) {
 	ep.Backoff = dispatch.Backoff{Initial: 200 * time.Millisecond, Max: 2 * time.Second}
 	d := h.start(t, dispatch.Config{Endpoints: []dispatch.Endpoint{ep}, Concurrency: 32})
 	var users []string
-	for u := range 500 {
+	for u := range 2500 {
 		users = append(users, "u"+strconv.Itoa(u))
 	}
 	want := writeUsers(t, d, 0x10000, 4, users...)
@@ -187,7 +187,7 @@ func TestDownEndpointIsProbedNotHammered(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(10 * time.Second) // the outage goes on
+	time.Sleep(30 * time.Second) // the outage goes on
 	during := h.count(t, "SELECT count(*) FROM walhook.delivery_attempts")
 	t.Logf("%d attempts logged before the endpoint came back", during)
 	if during >= 100 {
@@ -196,9 +196,9 @@ func TestDownEndpointIsProbedNotHammered(t *testing.T) {
 	back := time.Now()
 	down.Store(false)
 	h.waitSettled(t, 2*time.Minute)
-	t.Logf("all 2000 delivered %s after the endpoint came back", time.Since(back).Round(100*time.Millisecond))
-	if n := h.count(t, "SELECT count(*) FROM walhook.deliveries WHERE status = 'delivered'"); n != 2000 {
-		t.Errorf("%d of 2000 delivered", n)
+	t.Logf("all 10000 delivered %s after the endpoint came back", time.Since(back).Round(100*time.Millisecond))
+	if n := h.count(t, "SELECT count(*) FROM walhook.deliveries WHERE status = 'delivered'"); n != 10000 {
+		t.Errorf("%d of 10000 delivered", n)
 	}
 	got := map[string][]string{}
 	rows, err := h.db.Pool.Query(context.Background(), `SELECT e.user_id, a.event_id FROM walhook.delivery_attempts a

@@ -102,7 +102,8 @@ func SetEndpointState(ctx context.Context, pool *pgxpool.Pool, schema, endpoint 
 			if _, err := tx.Exec(ctx, sql.shiftQueuedAt, endpoint, disabledMs); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, sql.reheadEndpoint, endpoint); err != nil {
+			step := func(fn func(context.Context) error) error { return fn(ctx) }
+			if err := rehead(tx, &sql, endpoint, reheadChunk, step, func() {}); err != nil {
 				return err
 			}
 		}

@@ -2,11 +2,13 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 const (
@@ -218,17 +220,15 @@ func (w *stateWatcher) refresh(ctx context.Context) error {
 		w.store.mu.Lock()
 		w.store.mu.Unlock()
 		for _, name := range resumed {
-			err := w.call(ctx, maintainTimeout, func(ctx context.Context) error {
-				_, err := w.pool.Exec(ctx, w.sql.reheadEndpoint, name)
-				return err
-			})
-			if err != nil {
+			// Each chunk under a deadline of its own; the producer starts
+			// on the first while the rest follows.
+			step := func(fn func(context.Context) error) error { return w.call(ctx, maintainTimeout, fn) }
+			if err := rehead(w.pool, &w.sql, name, reheadChunk, step, w.wake); err != nil {
 				w.endpoints[name].paused.Store(true) // look again next time
 				return fmt.Errorf("make the deliveries to resumed endpoint %s due: %w", name, err)
 			}
 			w.log.Info("endpoint resumed; delivering what waited, in per-user order", "endpoint", name)
 		}
-		w.wake()
 	}
 	if len(paused) == 0 {
 		return nil
@@ -237,6 +237,47 @@ func (w *stateWatcher) refresh(ctx context.Context) error {
 		_, err := w.pool.Exec(ctx, w.sql.holdDisabled, paused)
 		return err
 	})
+}
+
+// reheadChunk is how many waiting deliveries one rehead step covers.
+const reheadChunk = 5000
+
+// queryExecer is a pool or a transaction.
+type queryExecer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// rehead makes each user's first pending delivery to endpoint due where it
+// waits ('infinity'), after an enable or a breaker closing, in chunks of
+// users covering about chunk waiting deliveries each (rehead_bound,
+// rehead_range, rehead_rest). step runs each chunk's statements; chunked is
+// called after each. Running it again after an error is safe: a chunk done
+// is done.
+func rehead(db queryExecer, sql *statements, endpoint string, chunk int, step func(func(context.Context) error) error, chunked func()) error {
+	from, inclusive := "", true
+	for {
+		var bound *string
+		err := step(func(ctx context.Context) error {
+			bound = nil
+			err := db.QueryRow(ctx, sql.reheadBound, endpoint, from, inclusive, chunk).Scan(&bound)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				_, err = db.Exec(ctx, sql.reheadRest, endpoint, from, inclusive)
+			case err == nil:
+				_, err = db.Exec(ctx, sql.reheadRange, endpoint, from, inclusive, *bound)
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		chunked()
+		if bound == nil {
+			return nil
+		}
+		from, inclusive = *bound, false
+	}
 }
 
 // endpointNotes are the columns of note_endpoints: per endpoint in a batch

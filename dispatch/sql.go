@@ -32,7 +32,8 @@ type statements struct {
 	status, replay, rehead               string
 	// endpoint health (health.sql)
 	registerEndpoints, endpointStates, noteEndpoints, hold, holdDisabled    string
-	reheadEndpoint, disableEndpoint, enableEndpoint, shiftQueuedAt          string
+	reheadBound, reheadRange, reheadRest, disableEndpoint, enableEndpoint   string
+	shiftQueuedAt                                                           string
 	endpointReport, takeProbe, reserveSlots                                 string
 	eraseLock, eraseDue, eraseBlocks, eraseRange, eraseWaiting, pruneFailed string
 }
@@ -49,7 +50,7 @@ func loadStatements(schema string) (statements, error) {
 		"status": &s.status, "replay": &s.replay, "rehead": &s.rehead,
 		"register_endpoints": &s.registerEndpoints, "endpoint_states": &s.endpointStates,
 		"note_endpoints": &s.noteEndpoints, "hold": &s.hold, "hold_disabled": &s.holdDisabled,
-		"rehead_endpoint": &s.reheadEndpoint, "disable_endpoint": &s.disableEndpoint,
+		"rehead_bound": &s.reheadBound, "rehead_range": &s.reheadRange, "rehead_rest": &s.reheadRest, "disable_endpoint": &s.disableEndpoint,
 		"enable_endpoint": &s.enableEndpoint, "shift_queued_at": &s.shiftQueuedAt,
 		"endpoint_report": &s.endpointReport, "take_probe": &s.takeProbe, "reserve_slots": &s.reserveSlots,
 		"erase_lock": &s.eraseLock, "erase_due": &s.eraseDue, "erase_blocks": &s.eraseBlocks,

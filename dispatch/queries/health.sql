@@ -106,7 +106,7 @@ RETURNING s.endpoint, d.disable, coalesce(s.reason, ''), d.open, d.close;
 -- name: hold
 -- Gives back claims of process $1 that were not attempted because their
 -- endpoint was disabled meanwhile: they wait while it is disabled, and are
--- due again at once if it was enabled meanwhile (rehead_endpoint then
+-- due again at once if it was enabled meanwhile (rehead_range then
 -- decides again which comes first).
 UPDATE {{schema}}.queue q SET claimed_by = NULL, next_attempt_at = CASE
         WHEN EXISTS (SELECT 1 FROM {{schema}}.endpoint_state s
@@ -129,14 +129,38 @@ WHERE s.endpoint = ANY($1::text[]) AND (s.state = 'disabled' OR s.open_since IS 
   AND q.endpoint = s.endpoint
   AND q.status = 'pending' AND q.claimed_by IS NULL AND q.next_attempt_at < 'infinity';
 
--- name: rehead_endpoint
--- Decides again, for every user, which pending delivery to endpoint $1
--- comes first (due) and which wait behind it; after an enable.
+-- name: rehead_bound
+-- After an enable, or a breaker closing, rehead decides again, for every
+-- user, which pending delivery to endpoint $1 comes first (due) and which
+-- wait behind it, in chunks of users, so that delivery starts after the
+-- first chunk and no statement grows with the backlog. This finds a
+-- chunk's last user: that of the $4-th waiting delivery in key order after
+-- user $2 ($3: from user $2 itself). No row: the rest is the last chunk.
+SELECT q.user_id FROM {{schema}}.queue q
+WHERE q.endpoint = $1 AND q.user_id >= $2 AND (q.user_id > $2 OR $3)
+  AND q.status = 'pending' AND q.claimed_by IS NULL AND q.next_attempt_at = 'infinity'
+ORDER BY q.user_id, q.endpoint, q.commit_lsn, q.seq
+OFFSET $4 - 1 LIMIT 1;
+
+-- name: rehead_range
+-- Makes due the first pending delivery to endpoint $1 of each user after
+-- $2 ($3: from $2) up to $4, where it waits. The subquery, not NOT EXISTS,
+-- keeps the plan a key lookup per row: an anti-join hashes the whole queue.
 UPDATE {{schema}}.queue d SET next_attempt_at = now()
-WHERE d.endpoint = $1 AND d.status = 'pending' AND d.claimed_by IS NULL AND d.next_attempt_at = 'infinity'
-  AND NOT EXISTS (SELECT 1 FROM {{schema}}.queue p
+WHERE d.endpoint = $1 AND d.user_id >= $2 AND (d.user_id > $2 OR $3) AND d.user_id <= $4
+  AND d.status = 'pending' AND d.claimed_by IS NULL AND d.next_attempt_at = 'infinity'
+  AND (d.commit_lsn, d.seq) = (SELECT p.commit_lsn, p.seq FROM {{schema}}.queue p
       WHERE p.user_id = d.user_id AND p.endpoint = d.endpoint AND p.status = 'pending'
-        AND (p.commit_lsn, p.seq) < (d.commit_lsn, d.seq));
+      ORDER BY p.commit_lsn, p.seq LIMIT 1);
+
+-- name: rehead_rest
+-- rehead_range for the last chunk: every user after $2 ($3: from $2).
+UPDATE {{schema}}.queue d SET next_attempt_at = now()
+WHERE d.endpoint = $1 AND d.user_id >= $2 AND (d.user_id > $2 OR $3)
+  AND d.status = 'pending' AND d.claimed_by IS NULL AND d.next_attempt_at = 'infinity'
+  AND (d.commit_lsn, d.seq) = (SELECT p.commit_lsn, p.seq FROM {{schema}}.queue p
+      WHERE p.user_id = d.user_id AND p.endpoint = d.endpoint AND p.status = 'pending'
+      ORDER BY p.commit_lsn, p.seq LIMIT 1);
 
 -- name: disable_endpoint
 -- The operator disables endpoint $1 for reason $2; its pending deliveries
@@ -155,7 +179,7 @@ SELECT endpoint FROM s;
 -- name: enable_endpoint
 -- The operator enables endpoint $1 for reason $2. Returns how long it was
 -- disabled (ms), nothing if it was enabled already. shift_queued_at and
--- rehead_endpoint follow, in the same transaction.
+-- the rehead follow, in the same transaction.
 UPDATE {{schema}}.endpoint_state s SET state = 'enabled', since = now(), reason = $2, failing_since = NULL,
     probe_at = CASE WHEN s.open_since IS NOT NULL THEN now() END, probes = 0 -- an open breaker probes at once
 FROM {{schema}}.endpoint_state o

@@ -22,7 +22,7 @@ WHERE NOT EXISTS (SELECT 1 FROM {{schema}}.event_log e WHERE e.id = x.id);
 -- claimed for this process ($3, lease $5 ms), so that the senders get them
 -- with the bodies in hand, without a poll and without reading them back.
 -- A delivery to an endpoint this process knows disabled ($6) waits too:
--- enabling it decides again (rehead_endpoint) once every process knows.
+-- enabling it decides again (rehead_bound and after) once every process knows.
 -- FOR SHARE on an earlier pending delivery makes an outcome that is
 -- settling it right now commit first (see the package doc, per-user order).
 WITH f AS (

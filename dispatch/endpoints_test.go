@@ -42,6 +42,30 @@ func writeUsers(t *testing.T, d *dispatch.Dispatcher, lsn uint64, rounds int, us
 	return ids
 }
 
+// deliveredByUser lists, per user, the events delivered to endpoint in the
+// order their successful attempts were made.
+func (h *harness) deliveredByUser(t *testing.T, endpoint string) map[string][]string {
+	t.Helper()
+	got := map[string][]string{}
+	rows, err := h.db.Pool.Query(context.Background(), `SELECT e.user_id, a.event_id FROM walhook.delivery_attempts a
+		JOIN walhook.events e ON e.id = a.event_id WHERE a.endpoint = $1 AND a.error IS NULL
+		ORDER BY a.attempted_at, a.event_id`, endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var user, id string
+		if err := rows.Scan(&user, &id); err != nil {
+			t.Fatal(err)
+		}
+		got[user] = append(got[user], id)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 func TestGoneEndpointIsDisabledAndEnableDeliversInOrder(t *testing.T) {
 	h := newHarness(t)
 	var gone atomic.Bool
@@ -102,22 +126,7 @@ func TestGoneEndpointIsDisabledAndEnableDeliversInOrder(t *testing.T) {
 		t.Fatalf("enable: changed %v, err %v", changed, err)
 	}
 	h.waitSettled(t, time.Minute)
-	got := map[string][]string{}
-	rows, err := h.db.Pool.Query(context.Background(), `SELECT e.user_id, a.event_id FROM walhook.delivery_attempts a
-		JOIN walhook.events e ON e.id = a.event_id WHERE a.endpoint = 'gone' AND a.error IS NULL ORDER BY a.attempted_at, a.event_id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var user, id string
-		if err := rows.Scan(&user, &id); err != nil {
-			t.Fatal(err)
-		}
-		got[user] = append(got[user], id)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	got := h.deliveredByUser(t, "gone")
 	for _, u := range users {
 		if !slices.Equal(got[u], want[u]) {
 			t.Errorf("user %s: delivered %v, want %v", u, got[u], want[u])
@@ -200,22 +209,7 @@ func TestDownEndpointIsProbedNotHammered(t *testing.T) {
 	if n := h.count(t, "SELECT count(*) FROM walhook.deliveries WHERE status = 'delivered'"); n != 10000 {
 		t.Errorf("%d of 10000 delivered", n)
 	}
-	got := map[string][]string{}
-	rows, err := h.db.Pool.Query(context.Background(), `SELECT e.user_id, a.event_id FROM walhook.delivery_attempts a
-		JOIN walhook.events e ON e.id = a.event_id WHERE a.error IS NULL ORDER BY a.attempted_at, a.event_id`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var user, id string
-		if err := rows.Scan(&user, &id); err != nil {
-			t.Fatal(err)
-		}
-		got[user] = append(got[user], id)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	got := h.deliveredByUser(t, "down")
 	for _, u := range users {
 		if !slices.Equal(got[u], want[u]) {
 			t.Fatalf("user %s: delivered %v, want %v", u, got[u], want[u])

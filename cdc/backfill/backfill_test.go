@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/walhook/walhook/cdc"
@@ -251,7 +250,7 @@ func verifyLastEvents(t *testing.T, db *testenv.DB, events []cdc.Event, endpoint
 			l.ev = e
 		}
 	}
-	var ids, types, datas []string
+	lastEvents := map[string]testenv.LastEvent{}
 	for user, l := range byUser {
 		if l.snapshots > 1 {
 			t.Errorf("user %s got %d snapshots", user, l.snapshots)
@@ -262,31 +261,9 @@ func verifyLastEvents(t *testing.T, db *testenv.DB, events []cdc.Event, endpoint
 		if err := json.Unmarshal(l.ev.Body, &body); err != nil {
 			t.Fatalf("event %s: %v", l.ev.ID, err)
 		}
-		ids, types, datas = append(ids, user), append(types, l.ev.Type), append(datas, string(body.Data))
+		lastEvents[user] = testenv.LastEvent{Type: l.ev.Type, Data: body.Data}
 	}
-	var bad []string
-	err := pgx.BeginFunc(context.Background(), db.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(context.Background(), "SET LOCAL TimeZone = 'UTC'"); err != nil {
-			return err
-		}
-		rows, err := tx.Query(context.Background(), `
-			WITH l AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS l(user_id, type, data)),
-			r AS (SELECT id::text AS user_id, to_jsonb(u) - 'password_hash' AS row FROM users u)
-			SELECT coalesce(l.user_id, r.user_id) || ': last ' || coalesce(l.type, 'none') || ' ' || coalesce(l.data, '') ||
-				', row ' || coalesce(r.row::text, 'gone')
-			FROM l FULL JOIN r USING (user_id)
-			WHERE NOT coalesce(r.user_id IS NULL AND l.type = 'user.deleted'
-				OR r.user_id IS NOT NULL AND l.type <> 'user.deleted' AND l.data::jsonb = r.row, false)
-			LIMIT 20`, ids, types, datas)
-		if err != nil {
-			return err
-		}
-		bad, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	bad := db.UsersUnlikeTheirLastEvent(t, lastEvents, 20)
 	if len(bad) > 0 {
 		t.Errorf("users whose last event is not their row:\n%s", strings.Join(bad, "\n"))
 		for _, b := range bad {

@@ -240,7 +240,7 @@ func verifyBackfill(t *testing.T, db *testenv.DB, rcv *lastReceiver) {
 		}
 	}
 	// For every user, the last event received is the row as it is.
-	var ids, types, datas []string
+	last := map[string]testenv.LastEvent{}
 	for user, evID := range rcv.last {
 		var ev struct {
 			Type string          `json:"type"`
@@ -249,31 +249,9 @@ func verifyBackfill(t *testing.T, db *testenv.DB, rcv *lastReceiver) {
 		if err := json.Unmarshal(rcv.bodies[evID], &ev); err != nil {
 			t.Fatal(err)
 		}
-		ids, types, datas = append(ids, user), append(types, ev.Type), append(datas, string(ev.Data))
+		last[user] = testenv.LastEvent{Type: ev.Type, Data: ev.Data}
 	}
-	var bad []string
-	err = pgx.BeginFunc(context.Background(), db.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(context.Background(), "SET LOCAL TimeZone = 'UTC'"); err != nil {
-			return err
-		}
-		rows, err := tx.Query(context.Background(), `
-			WITH l AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS l(user_id, type, data)),
-			r AS (SELECT id::text AS user_id, to_jsonb(u) - 'password_hash' AS row FROM users u)
-			SELECT coalesce(l.user_id, r.user_id) || ': last ' || coalesce(l.type, 'none') || ' ' || left(coalesce(l.data, ''), 300) ||
-				', row ' || left(coalesce(r.row::text, 'gone'), 300)
-			FROM l FULL JOIN r USING (user_id)
-			WHERE NOT coalesce(r.user_id IS NULL AND l.type = 'user.deleted'
-				OR r.user_id IS NOT NULL AND l.type <> 'user.deleted' AND l.data::jsonb = r.row, false)
-			LIMIT 10`, ids, types, datas)
-		if err != nil {
-			return err
-		}
-		bad, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	bad := db.UsersUnlikeTheirLastEvent(t, last, 10)
 	if len(bad) > 0 {
 		t.Errorf("users whose last event received is not their row:\n%s", strings.Join(bad, "\n"))
 	}

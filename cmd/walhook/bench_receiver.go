@@ -167,6 +167,19 @@ func (r *benchReceiver) waitFor(ctx context.Context, n int, alive func() error) 
 	}
 }
 
+// firstArrival is when the earliest distinct event arrived.
+func (r *benchReceiver) firstArrival() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var first time.Time
+	for _, a := range r.first {
+		if first.IsZero() || a.at.Before(first) {
+			first = a.at
+		}
+	}
+	return first
+}
+
 // latencies returns, for every distinct arrival, the time from the commit
 // (PostgreSQL's clock) to the arrival (ours; the same machine).
 func (r *benchReceiver) latencies() []time.Duration {

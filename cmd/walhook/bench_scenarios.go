@@ -215,6 +215,10 @@ func (b *bench) outage(ctx context.Context) error {
 		return err
 	}
 	b.add("outage", "deliveries/s draining the backlog once back", "%.0f", float64(n)/last.Sub(upAt).Seconds())
+	// The breaker's next probe comes first: up to the backoff's max later.
+	first := db.rcv.firstArrival()
+	b.add("outage", "first delivery after the receiver is back (the next probe)", "%.2f s", first.Sub(upAt).Seconds())
+	b.add("outage", "deliveries/s from the first to the last", "%.0f", float64(n)/last.Sub(first).Seconds())
 	return b.addPeakRSS("outage", db)
 }
 

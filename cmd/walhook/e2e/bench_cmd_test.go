@@ -23,6 +23,7 @@ func TestBenchCommand(t *testing.T) {
 		"commit to receipt, 30 single-row commits at 100/s",
 		"events/s captured, receiver refusing (300 users",
 		"deliveries/s draining the backlog once back",
+		"first delivery after the receiver is back",
 		"one 2000-row transaction",
 		"sidecar peak RSS (VmHWM)",
 		"0 bad signatures",

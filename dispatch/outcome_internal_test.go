@@ -64,3 +64,42 @@ func TestOutcomeWrittenTwiceCountsOnce(t *testing.T) {
 			attempts, logged, claimedBy)
 	}
 }
+
+// TestOneOutcomePerDeliveryInABatch: a delivery sent twice at once (a store
+// whose commit failed handed it out, then its replay did again) may bring
+// two outcomes into one batch; one attempt is logged, the success.
+func TestOneOutcomePerDeliveryInABatch(t *testing.T) {
+	db := testenv.NewDB(t)
+	ctx := context.Background()
+	if err := Migrate(ctx, db.Pool, "walhook"); err != nil {
+		t.Fatal(err)
+	}
+	secrets, err := signature.ParseSecrets([]string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := Endpoint{Name: "crm", URL: "http://127.0.0.1:9/hooks", Events: []string{"user.created"}, Secrets: secrets,
+		Timeout: time.Second, MaxAttempts: 10, MaxAge: time.Hour,
+		Backoff: Backoff{Initial: time.Millisecond, Max: time.Millisecond}}
+	d, err := New(db.Pool, Config{Schema: "walhook", Concurrency: 1, Endpoints: []Endpoint{ep}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.store.start()
+	err = d.Write(ctx, []cdc.Event{{ID: "0/16B3748-0", CommitLSN: 0x16B3748, Type: "user.created", UserID: "7",
+		CommittedAt: time.Now(), Body: []byte(`{"id":"0/16B3748-0"}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := <-d.jobs
+	failed := outcome{job: j, attemptedAt: time.Now(), statusCode: 503, err: "HTTP 503", status: "pending", next: time.Now()}
+	ok := outcome{job: j, attemptedAt: time.Now(), statusCode: 200, status: "delivered"}
+	d.completer.write([]outcome{failed, ok})
+
+	var logged, delivered int
+	db.QueryRowScan(t, "SELECT count(*) FROM walhook.delivery_attempts", nil, &logged)
+	db.QueryRowScan(t, "SELECT count(*) FROM walhook.deliveries WHERE status = 'delivered'", nil, &delivered)
+	if logged != 1 || delivered != 1 {
+		t.Errorf("%d attempts logged and %d deliveries delivered, want 1 and 1", logged, delivered)
+	}
+}

@@ -43,7 +43,6 @@ func (c *completer) run() {
 				break drain
 			}
 		}
-		awaitStored(batch)
 		c.write(batch)
 		var bytes int64
 		for _, o := range batch {
@@ -51,19 +50,6 @@ func (c *completer) run() {
 		}
 		c.budget.release(int64(len(batch)), bytes)
 		c.wake()
-	}
-}
-
-// awaitStored waits until the stores that handed out the batch's fresh
-// deliveries have ended their commits, so that their rows are visible to
-// record_outcomes. A commit ends within the store's deadline.
-func awaitStored(batch []outcome) {
-	var last <-chan struct{}
-	for _, o := range batch {
-		if o.stored != nil && o.stored != last {
-			<-o.stored
-			last = o.stored
-		}
 	}
 }
 

@@ -89,11 +89,6 @@ type job struct {
 	committedAt time.Time
 	body        []byte
 	probe       bool // the one delivery that probes an endpoint whose breaker is open
-	// stored is closed once the store that claimed this fresh delivery has
-	// committed, or failed to: the senders get it before that commit, the
-	// completer records its outcome only after (see store.Write). Nil for
-	// deliveries claimed from the queue.
-	stored <-chan struct{}
 }
 
 // call runs fn under a deadline of timeout and notes whether the database

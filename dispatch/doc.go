@@ -38,9 +38,6 @@
 //     in the queue; it locks those earlier rows FOR SHARE, so that an
 //     outcome settling one of them right now commits first and the check
 //     sees it settled (or the outcome's promote_next sees the new row);
-//     its claims go to the senders before its commit, but their outcomes
-//     are recorded after it, and the next Write, which holds any later
-//     delivery of the user, begins only after it;
 //   - claim_due: claims only due rows (next_attempt_at <= now()), and a
 //     waiting row is never due;
 //   - record_outcomes: a retry is rescheduled, or waits again if an earlier

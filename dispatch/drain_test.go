@@ -86,6 +86,13 @@ func TestDeliveryResumesAfterSilentPartition(t *testing.T) {
 	}
 	proxy := startProxy(t, net.JoinHostPort(pc.ConnConfig.Host, fmt.Sprint(pc.ConnConfig.Port)))
 	pc.ConnConfig.Host, pc.ConnConfig.Port = "127.0.0.1", proxy.port()
+	// As walhook run configures its pool (cmd/walhook poolConfig): a
+	// connection opened into the partition gives up after the connect
+	// timeout instead of holding a slot for good, and a frozen idle one
+	// fails its liveness ping. Without them, on a loaded machine the
+	// remaining slots were too few and calls kept missing their deadlines
+	// for 15 s after the network was back.
+	pc.ConnConfig.ConnectTimeout, pc.PingTimeout, pc.MaxConns = 5*time.Second, 5*time.Second, 6
 	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 	if err != nil {
 		t.Fatal(err)
@@ -156,18 +163,12 @@ func TestDeliveryResumesAfterSilentPartition(t *testing.T) {
 	if !d.DatabaseReachable() {
 		t.Error("DatabaseReachable still false after delivery resumed")
 	}
-	// One line when the outage starts and one when it ends, not one per
-	// failed call. On a loaded machine a call may still miss its deadline
-	// after the network is back, which is logged as another short outage
-	// (seen once in CI: three); each must end with its recovery line.
 	out := logs.String()
-	down, up := strings.Count(out, "database unreachable"), strings.Count(out, "database reachable again")
-	if down < 1 || down > 3 || up != down {
-		t.Errorf("the outage was logged %d times and the recovery %d times, want once each (at most 3 on a loaded machine):\n%s",
-			down, up, out)
+	if n := strings.Count(out, "database unreachable"); n != 1 {
+		t.Errorf("the outage was logged %d times, want once:\n%s", n, out)
 	}
-	if last := strings.LastIndex(out, "database reachable again"); last < strings.LastIndex(out, "database unreachable") {
-		t.Errorf("the last word on the database is that it is unreachable:\n%s", out)
+	if n := strings.Count(out, "database reachable again"); n != 1 {
+		t.Errorf("the recovery was logged %d times, want once:\n%s", n, out)
 	}
 }
 

@@ -13,16 +13,10 @@
 -- indexable, on purpose: the rows are found by primary key, never through
 -- the claimed index.
 WITH o AS (
-    -- One outcome per delivery: the same delivery may have been sent twice
-    -- at once (handed out by a store whose commit failed, then again by its
-    -- replay), and two rows would log two attempts of one number. A
-    -- success is kept over a failure.
-    SELECT DISTINCT ON (user_id, endpoint, commit_lsn, seq) *
-    FROM unnest($2::text[], $3::text[], $4::text[]::pg_lsn[], $5::int[], $6::text[], $7::timestamptz[],
+    SELECT * FROM unnest($2::text[], $3::text[], $4::text[]::pg_lsn[], $5::int[], $6::text[], $7::timestamptz[],
         $8::timestamptz[], $9::int[], $10::int[], $11::text[], $12::text[], $13::int[])
     AS o(user_id, endpoint, commit_lsn, seq, status, next_attempt_at, attempted_at, duration_ms, status_code, error, response_body,
         claimed_attempts)
-    ORDER BY user_id, endpoint, commit_lsn, seq, status = 'delivered' DESC, attempted_at
 ), delivered AS (
     DELETE FROM {{schema}}.queue q USING o
     WHERE o.status = 'delivered'

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 const maxOutcomeBatch = 512
@@ -43,13 +44,68 @@ func (c *completer) run() {
 				break drain
 			}
 		}
-		c.write(batch)
+		awaitStored(batch)
+		written, orphaned := splitOrphaned(batch)
+		if len(written) > 0 {
+			c.write(written)
+		}
+		for _, o := range orphaned {
+			c.writeOrphan(o)
+		}
 		var bytes int64
 		for _, o := range batch {
 			bytes += int64(len(o.body))
 		}
 		c.budget.release(int64(len(batch)), bytes)
 		c.wake()
+	}
+}
+
+// awaitStored waits until the stores that handed out the batch's fresh
+// deliveries have ended their commits, so that their rows are visible to
+// record_outcomes. A commit ends within the store's deadline.
+func awaitStored(batch []outcome) {
+	var last *storeCommit
+	for _, o := range batch {
+		if o.stored != nil && o.stored != last {
+			<-o.stored.done
+			last = o.stored
+		}
+	}
+}
+
+// splitOrphaned separates the outcomes of deliveries whose store failed to
+// commit from the others.
+func splitOrphaned(batch []outcome) (written, orphaned []outcome) {
+	if !slices.ContainsFunc(batch, isOrphaned) {
+		return batch, nil
+	}
+	for _, o := range batch {
+		if isOrphaned(o) {
+			orphaned = append(orphaned, o)
+		} else {
+			written = append(written, o)
+		}
+	}
+	return written, orphaned
+}
+
+func isOrphaned(o outcome) bool { return o.stored != nil && o.stored.failed }
+
+// writeOrphan records the outcome of a delivery whose store failed to
+// commit: against its row if the commit took effect after all (its answer
+// was lost), or if the replay stored it again meanwhile; else it waits
+// among the orphans until the replay's store adopts it.
+func (c *completer) writeOrphan(o outcome) {
+	o.stored = nil
+	for {
+		if c.write([]outcome{o}) > 0 {
+			c.orphans.forget(keyOf(o.job))
+			return
+		}
+		if c.orphans.park(o) {
+			return
+		}
 	}
 }
 
@@ -101,10 +157,11 @@ func rowsOf(batch []outcome) *outcomeRows {
 // statements are idempotent (a delivery no longer claimed by this process,
 // or attempted since its claim, is left alone), so a write that committed
 // although its answer was lost (cut off by its deadline, a bad scan) may be
-// repeated. In
-// the same transaction it notes the endpoints' last success and failure
-// (disabling those that must be) and gives back the held claims.
-func (c *completer) write(batch []outcome) {
+// repeated. In the same transaction it notes the endpoints' last success
+// and failure (disabling those that must be) and gives back the held
+// claims. It returns how many of the batch's deliveries it found claimed
+// as they were, and so recorded or gave back.
+func (c *completer) write(batch []outcome) (applied int64) {
 	attempted, held := splitHeld(batch)
 	r, notes := rowsOf(attempted), notesOf(attempted)
 	backoff := 100 * time.Millisecond
@@ -113,11 +170,12 @@ func (c *completer) write(batch []outcome) {
 	var changes []stateChange
 	for {
 		err := c.call(shutdown, outcomeTimeout, func(ctx context.Context) error {
-			changes = changes[:0]
+			changes, applied = changes[:0], 0
+			count := func(tag pgconn.CommandTag) error { applied += tag.RowsAffected(); return nil }
 			b := &pgx.Batch{}
 			if len(attempted) > 0 {
 				b.Queue(c.sql.recordOutcomes, c.id, r.users, r.endpoints, r.lsns, r.seqs, r.statuses, r.next, r.at,
-					r.durations, r.codes, r.errs, r.bodies, r.claimedAttempts)
+					r.durations, r.codes, r.errs, r.bodies, r.claimedAttempts).Exec(count)
 				b.Queue(c.sql.noteEndpoints, notes.names, notes.lastSuccess, notes.lastFailure, notes.lastError,
 					notes.firstFailure, notes.gone, notes.disableAfter, notes.trip, notes.initial, notes.max, notes.slow).Query(
 					func(rows pgx.Rows) error {
@@ -137,7 +195,7 @@ func (c *completer) write(batch []outcome) {
 			}
 			if len(held) > 0 {
 				h := rowsOf(held)
-				b.Queue(c.sql.hold, c.id, h.users, h.endpoints, h.lsns, h.seqs)
+				b.Queue(c.sql.hold, c.id, h.users, h.endpoints, h.lsns, h.seqs).Exec(count)
 			}
 			// SendBatch runs the statements in one implicit transaction.
 			return c.pool.SendBatch(ctx, b).Close()
@@ -147,7 +205,7 @@ func (c *completer) write(batch []outcome) {
 		}
 		if c.stopping() && time.Now().After(giveUp) {
 			c.log.Error("record attempts at shutdown; the deliveries will be attempted again", "attempts", len(batch), "err", err)
-			return
+			return 0
 		}
 		c.logDB(shutdown, "record attempts; retrying", err, "attempts", len(batch), "in", backoff)
 		time.Sleep(backoff)
@@ -170,6 +228,7 @@ func (c *completer) write(batch []outcome) {
 		default: // the producer polls anyway
 		}
 	}
+	return applied
 }
 
 // stateChange is what note_endpoints changed about an endpoint.

@@ -45,6 +45,8 @@ type core struct {
 	observer  Observer
 	disabled  atomic.Pointer[[]string] // see disabledList
 	jobs      chan<- job               // the senders' queue; see hand
+	outcomes  chan<- outcome           // the completer's queue
+	orphans   *orphans
 }
 
 // hand queues a claimed job for the senders, through its endpoint's pacer
@@ -56,6 +58,25 @@ func (c *core) hand(j job) {
 		return
 	}
 	c.jobs <- j
+}
+
+// handOrAdopt hands a committed claim to the senders, unless the delivery
+// is an orphan (orphans.go): its attempt was made already, and its outcome
+// is recorded against this claim instead of sending it a second time.
+func (c *core) handOrAdopt(j job) {
+	if j.attempts == 0 {
+		if parked, ok := c.orphans.adopt(keyOf(j)); ok {
+			if parked != nil {
+				o := *parked
+				o.stored = nil
+				c.outcomes <- o // takes over this claim's budget
+			} else {
+				c.budget.release(1, int64(len(j.body))) // the attempt in flight holds its own
+			}
+			return
+		}
+	}
+	c.hand(j)
 }
 
 // endpoint is an Endpoint with its HTTP client, outage log and state.
@@ -89,6 +110,11 @@ type job struct {
 	committedAt time.Time
 	body        []byte
 	probe       bool // the one delivery that probes an endpoint whose breaker is open
+	// stored is the commit of the store that claimed this fresh delivery:
+	// the senders get it before that commit, the completer records its
+	// outcome only after (see store.Write). Nil for deliveries claimed from
+	// the queue, and once the delivery is known stored.
+	stored *storeCommit
 }
 
 // call runs fn under a deadline of timeout and notes whether the database
@@ -169,7 +195,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Dispatcher, error) {
 	// SIGKILL would leave unrecorded (and that the next process sends again).
 	d := &Dispatcher{c: c, jobs: make(chan job, c.budget.maxCount), paced: make(chan job, c.budget.maxCount),
 		outcomes: make(chan outcome, 2*maxOutcomeBatch)}
-	c.jobs = d.jobs
+	c.jobs, c.outcomes, c.orphans = d.jobs, d.outcomes, newOrphans(log)
 	for _, name := range c.names {
 		if ep := c.endpoints[name]; ep.RateLimit > 0 {
 			ep.pacer = newPacer(c, ep, d.paced, c.budget.maxCount)
@@ -263,6 +289,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	close(d.outcomes)
 	<-completed
 	background.Wait()
+	if n := c.orphans.len(); n > 0 {
+		c.log.Warn("attempts made while their store failed were not stored again before shutdown; they are not recorded, and the receivers may see these deliveries again",
+			"deliveries", n)
+	}
 
 	// Claims queued but not started go back to the queue for whoever runs next.
 	err := c.call(context.Background(), 10*time.Second, func(ctx context.Context) error {

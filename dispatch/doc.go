@@ -9,7 +9,10 @@
 //
 //   - store (store.go) is the cdc.Sink: one statement per batch writes the
 //     events and their deliveries and claims the fresh ones it can attempt
-//     at once, which go to the senders without being read back;
+//     at once, which go to the senders without being read back, while
+//     its commit is under way; if that commit fails, they are orphans
+//     (orphans.go) until the stream's replay stores them again and adopts
+//     the attempts already made instead of sending them twice;
 //   - producer (producer.go) claims due deliveries (retries, backlog, work
 //     other processes stored), woken by the listener, the completer and
 //     retry timers;
@@ -38,6 +41,11 @@
 //     in the queue; it locks those earlier rows FOR SHARE, so that an
 //     outcome settling one of them right now commits first and the check
 //     sees it settled (or the outcome's promote_next sees the new row);
+//     its claims go to the senders before its commit, but their outcomes
+//     are recorded after it, and the next Write, which holds any later
+//     delivery of the user, begins only after it (after a failed commit,
+//     the replay stores the same deliveries first, and an orphan adopted
+//     is the head it was);
 //   - claim_due: claims only due rows (next_attempt_at <= now()), and a
 //     waiting row is never due;
 //   - record_outcomes: a retry is rescheduled, or waits again if an earlier

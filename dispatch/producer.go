@@ -80,7 +80,7 @@ func (p *producer) claimDue(ctx context.Context) error {
 			return err
 		}
 		for _, j := range jobs {
-			p.hand(j)
+			p.handOrAdopt(j)
 		}
 		if len(stray) > 0 {
 			if err := p.park(ctx, stray); err != nil {

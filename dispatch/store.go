@@ -23,6 +23,10 @@ const (
 	notifyEvery = 100 * time.Millisecond
 )
 
+// storeIdleLimit is how long the server waits for a store's COMMIT once its
+// statements have run: far longer than handing the claims over takes.
+const storeIdleLimit = 5 * time.Second
+
 // store is the cdc.Sink: it writes events and their deliveries, and hands
 // the fresh deliveries it claims straight to the senders.
 type store struct {
@@ -83,6 +87,16 @@ func (s *store) rowsFor(events []cdc.Event) *storeRows {
 // are ignored with their deliveries. While Run runs, fresh deliveries that
 // may be attempted at once are claimed by the same statement and handed to
 // the senders with the bodies in hand.
+//
+// They are handed over before the commit, so that the request and the
+// commit's flush overlap: the statement has decided, in its transaction,
+// that each is its user's first pending delivery, and no other transaction
+// sees the rows before the commit. If the commit fails, Write fails, the
+// stream gives the events again, and the store of the replay adopts the
+// attempts already made instead of sending them again (orphans.go); a
+// later event of the user waits for this Write, so nothing goes out of
+// order. The completer records such a delivery's outcome only once the
+// commit has ended (job.stored), when the row is visible to it.
 func (s *store) Write(ctx context.Context, events []cdc.Event) error {
 	if len(events) == 0 {
 		return nil
@@ -97,22 +111,17 @@ func (s *store) Write(ctx context.Context, events []cdc.Event) error {
 	}
 	res, err := s.storeOnce(ctx, r, reserved)
 	// The store's FOR SHARE can deadlock with an outcome being recorded; it
-	// is then simply run again.
-	for try := 1; isRetryable(err) && try < maxStoreTries; try++ {
+	// is then simply run again. Nothing was handed out then: a statement
+	// failed, before the commit.
+	for try := 1; isRetryable(err) && !res.handed && try < maxStoreTries; try++ {
 		time.Sleep(time.Duration(rand.IntN(10*try)) * time.Millisecond)
 		res, err = s.storeOnce(ctx, r, reserved)
 	}
-	if err != nil {
+	if !res.handed {
 		s.budget.settle(reserved, 0, 0)
+	}
+	if err != nil {
 		return fmt.Errorf("store %d events (%s..%s): %w", len(events), r.ids[0], r.ids[len(r.ids)-1], err)
-	}
-	var bytes int64
-	for _, j := range res.claimed {
-		bytes += int64(len(j.body))
-	}
-	s.budget.settle(reserved, int64(len(res.claimed)), bytes)
-	for _, j := range res.claimed {
-		s.hand(j)
 	}
 	s.observer.Stored(int(res.stored))
 	if res.unclaimed && time.Since(s.lastNotify) >= notifyEvery {
@@ -133,13 +142,33 @@ type storeResult struct {
 	claimed   []job
 	stored    int64 // new events
 	unclaimed bool  // a fresh delivery is due that this process did not take
+	handed    bool  // the claimed deliveries went to the senders, with the reserved budget
 }
 
+// storeOnce runs the store in a transaction of its own connection: BEGIN
+// and the statements in one round trip, then the claimed deliveries go to
+// the senders, then COMMIT.
 func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (storeResult, error) {
 	var res storeResult
 	err := s.call(ctx, storeTimeout, func(ctx context.Context) error {
 		res = storeResult{}
+		conn, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		// A connection left inside a transaction (an error, a deadline) is
+		// closed by the pool, not reused.
+		defer conn.Release()
 		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		// Between the statements and the COMMIT the session is idle in its
+		// transaction, holding the new rows' locks. If the COMMIT never
+		// arrives (a silent network: this end gives up at its deadline, the
+		// server does not notice), the server ends the session after this
+		// long, instead of every later store of those events waiting on the
+		// locks until TCP gives up, hours later. The stream then gives the
+		// events again.
+		b.Queue(fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", storeIdleLimit.Milliseconds()))
 		b.Queue(s.sql.storeEvents, r.ids, r.lsns, r.seqs, r.types, r.users, r.committed, r.bodies).Exec(func(tag pgconn.CommandTag) error {
 			res.stored = tag.RowsAffected()
 			return nil
@@ -164,8 +193,44 @@ func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (st
 				return rows.Err()
 			})
 		}
-		// SendBatch runs the statements in one implicit transaction.
-		return s.pool.SendBatch(ctx, b).Close()
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		// Orphans of an earlier failed store wait for this commit, to be
+		// adopted rather than sent again (orphans.go).
+		sc := &storeCommit{done: make(chan struct{})}
+		var bytes int64
+		var fresh, again []job
+		for _, j := range res.claimed {
+			bytes += int64(len(j.body))
+			if s.orphans.has(keyOf(j)) {
+				again = append(again, j)
+				continue
+			}
+			j.stored = sc
+			fresh = append(fresh, j)
+		}
+		s.budget.settle(reserved, int64(len(res.claimed)), bytes)
+		res.handed = true
+		for _, j := range fresh {
+			s.hand(j)
+		}
+		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+			// The requests may be out while the rows may not exist: the
+			// stream gives the events again, and that store adopts them.
+			sc.failed = true
+			s.orphans.add(fresh)
+			close(sc.done)
+			for _, j := range again {
+				s.budget.release(1, int64(len(j.body)))
+			}
+			return err
+		}
+		close(sc.done)
+		for _, j := range again {
+			s.handOrAdopt(j)
+		}
+		return nil
 	})
 	return res, err
 }

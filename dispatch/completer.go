@@ -52,6 +52,7 @@ func (c *completer) run() {
 		for _, o := range orphaned {
 			c.writeOrphan(o)
 		}
+		c.inHand.remove(batch)
 		var bytes int64
 		for _, o := range batch {
 			bytes += int64(len(o.body))

@@ -47,6 +47,7 @@ type core struct {
 	jobs      chan<- job               // the senders' queue; see hand
 	outcomes  chan<- outcome           // the completer's queue
 	orphans   *orphans
+	inHand    *inHand
 }
 
 // hand queues a claimed job for the senders, through its endpoint's pacer
@@ -195,7 +196,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Dispatcher, error) {
 	// SIGKILL would leave unrecorded (and that the next process sends again).
 	d := &Dispatcher{c: c, jobs: make(chan job, c.budget.maxCount), paced: make(chan job, c.budget.maxCount),
 		outcomes: make(chan outcome, 2*maxOutcomeBatch)}
-	c.jobs, c.outcomes, c.orphans = d.jobs, d.outcomes, newOrphans(log)
+	c.jobs, c.outcomes, c.orphans, c.inHand = d.jobs, d.outcomes, newOrphans(log), newInHand()
 	for _, name := range c.names {
 		if ep := c.endpoints[name]; ep.RateLimit > 0 {
 			ep.pacer = newPacer(c, ep, d.paced, c.budget.maxCount)

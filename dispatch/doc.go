@@ -15,7 +15,8 @@
 //     the attempts already made instead of sending them twice;
 //   - producer (producer.go) claims due deliveries (retries, backlog, work
 //     other processes stored), woken by the listener, the completer and
-//     retry timers;
+//     retry timers; after a claim whose answer was lost, it gives back the
+//     claims in this process's name that no part of it holds (inhand.go);
 //   - listener (listen.go) holds the LISTEN session, which also tells other
 //     processes this one is alive;
 //   - senders (sender.go) post one delivery at a time;
@@ -56,8 +57,8 @@
 //     record_outcomes waited for locks;
 //   - replay and rehead: a replayed delivery waits, then rehead decides
 //     again which pending delivery of its user is first;
-//   - rescue, release and park only give claims back: the row stays the
-//     head it was.
+//   - rescue, release, park and reconcile only give claims back: the row
+//     stays the head it was.
 //
 // Events an endpoint's Filter rejects get no delivery row for it, so the
 // order holds over what each endpoint gets.

@@ -80,24 +80,7 @@ func TestShutdownDrains(t *testing.T) {
 // delivered, without a restart.
 func TestDeliveryResumesAfterSilentPartition(t *testing.T) {
 	h := newHarness(t)
-	pc, err := pgxpool.ParseConfig(h.db.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := startProxy(t, net.JoinHostPort(pc.ConnConfig.Host, fmt.Sprint(pc.ConnConfig.Port)))
-	pc.ConnConfig.Host, pc.ConnConfig.Port = "127.0.0.1", proxy.port()
-	// As walhook run configures its pool (cmd/walhook poolConfig): a
-	// connection opened into the partition gives up after the connect
-	// timeout instead of holding a slot for good, and a frozen idle one
-	// fails its liveness ping. Without them, on a loaded machine the
-	// remaining slots were too few and calls kept missing their deadlines
-	// for 15 s after the network was back.
-	pc.ConnConfig.ConnectTimeout, pc.PingTimeout, pc.MaxConns = 5*time.Second, 5*time.Second, 6
-	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool, proxy := h.proxiedPool(t)
 
 	var failing atomic.Bool
 	failing.Store(true)
@@ -113,14 +96,7 @@ func TestDeliveryResumesAfterSilentPartition(t *testing.T) {
 	var logs testenv.Buffer
 	cfg := dispatch.Config{Schema: "walhook", Endpoints: []dispatch.Endpoint{ep},
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
-	d, err := dispatch.New(pool, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	d := h.startOn(t, pool, cfg)
 	if err := d.Write(context.Background(), makeEvents(0xC000, "r1", "r2")); err != nil { // will need retries
 		t.Fatal(err)
 	}
@@ -181,6 +157,30 @@ type proxy struct {
 	open []net.Conn
 }
 
+// proxiedPool is a pool to the harness's database through a proxy that can
+// drop every packet, configured as walhook run configures its pool
+// (cmd/walhook poolConfig): a connection opened into a partition gives up
+// after the connect timeout instead of holding a slot for good, and a
+// frozen idle one fails its liveness ping. Without them, on a loaded
+// machine the remaining slots were too few and calls kept missing their
+// deadlines for 15 s after the network was back.
+func (h *harness) proxiedPool(t *testing.T) (*pgxpool.Pool, *proxy) {
+	t.Helper()
+	pc, err := pgxpool.ParseConfig(h.db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, net.JoinHostPort(pc.ConnConfig.Host, fmt.Sprint(pc.ConnConfig.Port)))
+	pc.ConnConfig.Host, pc.ConnConfig.Port = "127.0.0.1", p.port()
+	pc.ConnConfig.ConnectTimeout, pc.PingTimeout, pc.MaxConns = 5*time.Second, 5*time.Second, 6
+	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, p
+}
+
 func startProxy(t *testing.T, upstream string) *proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -238,6 +238,75 @@ func (p *proxy) pipe(dst, src net.Conn) {
 				dst.Close()
 			}
 			return
+		}
+	}
+}
+
+// TestClaimWhoseAnswerWasLostIsGivenBack: a claim commits on the server
+// while its answer is lost in a silent network, so deliveries are claimed
+// by this process while no part of it holds them. They must be given back
+// and delivered once, not left to the claim's lease (over a minute here).
+// A deferred trigger holds the claim's commit while the proxy starts to
+// drop packets; the answer is dropped, and the call gives up at its
+// deadline.
+func TestClaimWhoseAnswerWasLostIsGivenBack(t *testing.T) {
+	h := newHarness(t)
+	pool, proxy := h.proxiedPool(t)
+
+	rcv := testenv.StartReceiver(t, nil)
+	var logs testenv.Buffer
+	cfg := dispatch.Config{Schema: "walhook", Endpoints: []dispatch.Endpoint{endpoint("crm", rcv.URL)},
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	// Not running, so its store claims nothing: the deliveries wait, due.
+	stored, err := dispatch.New(h.db.Pool, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := makeEvents(0x3000, "a", "b", "c", "d", "e")
+	if err := stored.Write(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	h.db.Exec(t, `CREATE TABLE public.hold_next_claim ()`)
+	h.db.Exec(t, `INSERT INTO public.hold_next_claim DEFAULT VALUES`)
+	h.db.Exec(t, `CREATE FUNCTION public.hold_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			DELETE FROM public.hold_next_claim;
+			IF FOUND THEN PERFORM pg_sleep(1); END IF;
+			RETURN NULL;
+		END $$`)
+	h.db.Exec(t, `CREATE CONSTRAINT TRIGGER hold_claim AFTER UPDATE ON walhook.queue
+		DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+		WHEN (OLD.claimed_by IS NULL AND NEW.claimed_by IS NOT NULL) EXECUTE FUNCTION public.hold_claim()`)
+
+	h.startOn(t, pool, cfg)
+
+	// The claim is in its commit: drop every packet until its call gave up.
+	deadline := time.Now().Add(30 * time.Second)
+	for h.count(t, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no claim held in its commit")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	proxy.blackhole(true)
+	time.Sleep(4 * time.Second) // past the claim's deadline of 3 s
+	proxy.blackhole(false)
+	restored := time.Now()
+	if n := h.count(t, "SELECT count(*) FROM walhook.queue WHERE claimed_by IS NOT NULL"); n != int64(len(evs)) {
+		t.Fatalf("%d deliveries claimed after the lost answer, want %d: the test did not lose a committed claim", n, len(evs))
+	}
+	h.waitSettled(t, 30*time.Second)
+	t.Logf("delivered %s after the network came back (the lease: %s)", time.Since(restored).Round(100*time.Millisecond), 2*cfg.Endpoints[0].Timeout+time.Minute)
+	if !strings.Contains(logs.String(), "gave back deliveries of a claim whose answer was lost") {
+		t.Errorf("no claim given back:\n%s", logs.String())
+	}
+	seen := map[string]int{}
+	for _, r := range rcv.Requests() {
+		seen[r.ID()]++
+	}
+	for _, e := range evs {
+		if seen[e.ID] != 1 {
+			t.Errorf("event %s was sent %d times, want once", e.ID, seen[e.ID])
 		}
 	}
 }

@@ -112,6 +112,8 @@ func (w *stateWatcher) probe(ctx context.Context, name string) error {
 		return nil // the senders are full; the next look tries again
 	}
 	var jobs []job
+	w.inHand.late.RLock()
+	defer w.inHand.late.RUnlock()
 	err := w.call(ctx, claimTimeout, func(ctx context.Context) error {
 		jobs = nil
 		rows, err := w.pool.Query(ctx, w.sql.takeProbe, w.id, name, w.lease.Milliseconds())
@@ -141,6 +143,7 @@ func (w *stateWatcher) probe(ctx context.Context, name string) error {
 		return err
 	}
 	delete(w.probes, name) // until the outcome or the lease sets the next
+	w.inHand.add(jobs)
 	for _, j := range jobs {
 		w.hand(j)
 	}

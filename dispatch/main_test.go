@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/walhook/walhook/cdc"
 	"github.com/walhook/walhook/dispatch"
@@ -53,13 +54,19 @@ func newHarness(t *testing.T) *harness {
 // start runs a dispatcher until the test ends.
 func (h *harness) start(t *testing.T, cfg dispatch.Config) *dispatch.Dispatcher {
 	t.Helper()
+	return h.startOn(t, h.db.Pool, cfg)
+}
+
+// startOn is start with a pool of the test's own, such as a proxied one.
+func (h *harness) startOn(t *testing.T, pool *pgxpool.Pool, cfg dispatch.Config) *dispatch.Dispatcher {
+	t.Helper()
 	if cfg.Schema == "" {
 		cfg.Schema = "walhook"
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 8
 	}
-	d, err := dispatch.New(h.db.Pool, cfg)
+	d, err := dispatch.New(pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,11 +19,6 @@ type storeCommit struct {
 	failed bool          // set before done is closed: the rows may not exist
 }
 
-// orphanKey names a delivery: its event and endpoint.
-type orphanKey struct{ eventID, endpoint string }
-
-func keyOf(j job) orphanKey { return orphanKey{j.eventID, j.ep.Name} }
-
 // orphan is a delivery handed to the senders by a store whose commit
 // failed. Its request may have gone out, but its queue row may not exist,
 // so its outcome cannot be recorded until the stream's replay stores the
@@ -41,12 +36,12 @@ type orphan struct {
 type orphans struct {
 	log       *slog.Logger
 	mu        sync.Mutex
-	m         map[orphanKey]*orphan
+	m         map[deliveryKey]*orphan
 	lastSweep time.Time
 }
 
 func newOrphans(log *slog.Logger) *orphans {
-	return &orphans{log: log, m: map[orphanKey]*orphan{}}
+	return &orphans{log: log, m: map[deliveryKey]*orphan{}}
 }
 
 // add records the deliveries of a failed store.
@@ -61,7 +56,7 @@ func (o *orphans) add(jobs []job) {
 }
 
 // has is true while k is an orphan.
-func (o *orphans) has(k orphanKey) bool {
+func (o *orphans) has(k deliveryKey) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	_, ok := o.m[k]
@@ -73,7 +68,7 @@ func (o *orphans) has(k orphanKey) bool {
 // back, to be recorded against the new row; otherwise the attempt is still
 // in flight (or being written) and its outcome will be recorded against the
 // new row when it comes. ok is false if k is no orphan.
-func (o *orphans) adopt(k orphanKey) (parked *outcome, ok bool) {
+func (o *orphans) adopt(k deliveryKey) (parked *outcome, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	e, ok := o.m[k]
@@ -111,7 +106,7 @@ func (o *orphans) park(out outcome) bool {
 }
 
 // forget ends k's orphanhood: its outcome was recorded.
-func (o *orphans) forget(k orphanKey) {
+func (o *orphans) forget(k deliveryKey) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	delete(o.m, k)

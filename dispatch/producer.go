@@ -2,9 +2,17 @@ package dispatch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
+
+// lostClaimWindow is how long after a claim's answer was lost the producer
+// looks for claims that no part of this process holds: the server commits
+// a claim whose client gave up at the latest when the statement ends.
+const lostClaimWindow = 30 * time.Second
 
 // producer claims due deliveries and queues them for the senders. It runs
 // when woken (fresh work of other processes by NOTIFY, freed capacity and
@@ -14,6 +22,9 @@ type producer struct {
 	*core
 	kick    chan struct{}
 	retryAt chan time.Time // when a retry falls due, from the completer
+	// lostUntil: a claim's answer was lost, and until then the server may
+	// still commit it; reconcile runs at most once a second meanwhile.
+	lostUntil, reconciled time.Time
 }
 
 func newProducer(c *core) *producer {
@@ -65,6 +76,12 @@ func (p *producer) run(ctx context.Context) {
 
 // claimDue claims as many due deliveries as there is capacity for.
 func (p *producer) claimDue(ctx context.Context) error {
+	if now := time.Now(); now.Before(p.lostUntil) && now.Sub(p.reconciled) >= time.Second {
+		if err := p.reconcile(ctx); err != nil {
+			return err
+		}
+		p.reconciled = now
+	}
 	for ctx.Err() == nil {
 		want := p.budget.reserve(p.budget.maxCount)
 		if want == 0 {
@@ -77,8 +94,14 @@ func (p *producer) claimDue(ctx context.Context) error {
 		}
 		p.budget.settle(want, int64(len(jobs)), bytes)
 		if err != nil {
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) {
+				// No answer from the server: the claim may commit anyway.
+				p.lostUntil = time.Now().Add(lostClaimWindow)
+			}
 			return err
 		}
+		p.inHand.add(jobs)
 		for _, j := range jobs {
 			p.handOrAdopt(j)
 		}
@@ -144,6 +167,49 @@ func (p *producer) park(ctx context.Context, stray []job) error {
 	})
 	if err != nil {
 		return fmt.Errorf("park deliveries to unknown endpoints: %w", err)
+	}
+	return nil
+}
+
+// reconcile gives back the deliveries claimed by this process that no
+// part of it holds (inHand): those of a claim whose answer was lost. They
+// would otherwise wait for their lease to run out.
+func (p *producer) reconcile(ctx context.Context) error {
+	p.inHand.late.Lock()
+	defer p.inHand.late.Unlock()
+	var lost []outcome
+	err := p.call(ctx, claimTimeout, func(ctx context.Context) error {
+		lost = lost[:0]
+		rows, err := p.pool.Query(ctx, p.sql.claimedBy, p.id)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var o outcome
+			var name string
+			if err := rows.Scan(&o.eventID, &name, &o.userID, &o.commitLSN, &o.seq); err != nil {
+				return err
+			}
+			o.ep = &endpoint{Endpoint: Endpoint{Name: name}}
+			if !p.inHand.has(keyOf(o.job)) {
+				lost = append(lost, o)
+			}
+		}
+		return rows.Err()
+	})
+	if err == nil && len(lost) > 0 {
+		r := rowsOf(lost)
+		err = p.call(ctx, claimTimeout, func(ctx context.Context) error {
+			_, err := p.pool.Exec(ctx, p.sql.hold, p.id, r.users, r.endpoints, r.lsns, r.seqs)
+			return err
+		})
+		if err == nil {
+			p.log.Info("gave back deliveries of a claim whose answer was lost", "deliveries", len(lost))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("give back claims whose answer was lost: %w", err)
 	}
 	return nil
 }

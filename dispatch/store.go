@@ -196,6 +196,7 @@ func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (st
 		if err := conn.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}
+		s.inHand.add(res.claimed)
 		// Orphans of an earlier failed store wait for this commit, to be
 		// adopted rather than sent again (orphans.go).
 		sc := &storeCommit{done: make(chan struct{})}

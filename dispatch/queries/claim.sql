@@ -33,3 +33,9 @@ WHERE claimed_by = $1 AND (event_id, endpoint) IN (SELECT * FROM unnest($2::text
 -- Returns the claims of process $1 that it will not attempt (at shutdown).
 UPDATE {{schema}}.queue SET claimed_by = NULL, next_attempt_at = now()
 WHERE claimed_by = $1 AND status = 'pending';
+
+-- name: claimed_by
+-- The deliveries claimed by process $1, for reconcile: a claim whose
+-- answer was lost left some that the process does not hold.
+SELECT event_id, endpoint, user_id, commit_lsn::text, seq FROM {{schema}}.queue
+WHERE claimed_by = $1 AND status = 'pending';

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,18 +38,19 @@ type store struct {
 	// Run runs.
 	mu         sync.RWMutex
 	accepting  bool
-	lastNotify time.Time // Write calls do not overlap (cdc.Sink)
+	closing    atomic.Bool // Run has begun to shut down; read without mu
+	lastNotify time.Time   // Write calls do not overlap (cdc.Sink)
 }
 
 func (s *store) start() { s.mu.Lock(); s.accepting = true; s.mu.Unlock() }
-func (s *store) stop()  { s.mu.Lock(); s.accepting = false; s.mu.Unlock() }
 
-// stopped is true once Run has begun to shut down.
-func (s *store) stopped() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return !s.accepting
-}
+// stop waits for a Write under way, which may be waiting for the completer
+// to take an adopted outcome (handOrAdopt).
+func (s *store) stop() { s.closing.Store(true); s.mu.Lock(); s.accepting = false; s.mu.Unlock() }
+
+// stopped is true once Run has begun to shut down. It does not take mu:
+// the completer asks while a Write may hold it, waiting for the completer.
+func (s *store) stopped() bool { return s.closing.Load() }
 
 // storeRows are the columns Write sends, one array per column, so that a
 // batch of any size is one statement.

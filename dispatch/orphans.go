@@ -59,6 +59,10 @@ func (o *orphans) add(jobs []job) {
 func (o *orphans) has(k deliveryKey) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if len(o.m) == 0 {
+		return false
+	}
+	o.sweep(time.Now())
 	_, ok := o.m[k]
 	return ok
 }

@@ -273,6 +273,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	background.Go(func() { (&listener{core: c, wake: d.producer.wake, statesChanged: d.states.changed}).run(ctx) })
 	background.Go(func() { d.states.run(ctx) })
+	background.Go(func() { d.states.reheadAtStart(ctx) })
 	for _, name := range c.names {
 		if p := c.endpoints[name].pacer; p != nil {
 			background.Go(func() { p.run(ctx) })

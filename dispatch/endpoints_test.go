@@ -216,3 +216,31 @@ func TestDownEndpointIsProbedNotHammered(t *testing.T) {
 		}
 	}
 }
+
+// TestStartMakesStrandedHeadsDue: a process that stopped in the middle of
+// a rehead (an endpoint's breaker closing, a backlog made due chunk by
+// chunk) leaves the first deliveries of the remaining users waiting
+// ('infinity'). The next process must deliver them, although it sees no
+// endpoint resume.
+func TestStartMakesStrandedHeadsDue(t *testing.T) {
+	h := newHarness(t)
+	rcv := testenv.StartReceiver(t, nil)
+	cfg := dispatch.Config{Schema: "walhook", Endpoints: []dispatch.Endpoint{endpoint("crm", rcv.URL)}}
+	stored, err := dispatch.New(h.db.Pool, cfg) // not running: stores, claims nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stored.Write(context.Background(), makeEvents(0x4000, "a", "b", "a", "c")); err != nil {
+		t.Fatal(err)
+	}
+	h.db.Exec(t, "UPDATE walhook.queue SET next_attempt_at = 'infinity'") // as a rehead cut short leaves them
+	h.start(t, cfg)
+	h.waitSettled(t, 30*time.Second)
+	var got []string
+	for _, r := range rcv.Requests() {
+		got = append(got, r.ID())
+	}
+	if len(got) != 4 {
+		t.Errorf("the receiver got %v, want each of the 4 events once", got)
+	}
+}

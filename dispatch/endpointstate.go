@@ -242,6 +242,28 @@ func (w *stateWatcher) refresh(ctx context.Context) error {
 	})
 }
 
+// reheadAtStart makes each unpaused endpoint's waiting heads due once, as
+// the process starts: a process that stopped in the middle of a rehead (a
+// breaker closing) left the users after its last chunk waiting, and no
+// transition would make them due again. It runs beside delivery and tries
+// again until it has done each endpoint.
+func (w *stateWatcher) reheadAtStart(ctx context.Context) {
+	step := func(fn func(context.Context) error) error { return w.call(ctx, maintainTimeout, fn) }
+	for _, name := range w.names {
+		for ctx.Err() == nil && !w.endpoints[name].paused.Load() {
+			err := rehead(w.pool, &w.sql, name, reheadChunk, step, w.wake)
+			if err == nil {
+				break
+			}
+			w.logDB(ctx, "make the waiting deliveries of an endpoint due at start; retrying", err, "endpoint", name)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
 // reheadChunk is how many waiting deliveries one rehead step covers.
 const reheadChunk = 5000
 

@@ -46,13 +46,16 @@ func (c *completer) run() {
 		}
 		awaitStored(batch)
 		written, orphaned := splitOrphaned(batch)
+		// Each write's deliveries leave inHand as soon as it is done: a
+		// retry claimed after it is in hand again.
 		if len(written) > 0 {
 			c.write(written)
+			c.inHand.remove(written)
 		}
 		for _, o := range orphaned {
 			c.writeOrphan(o)
+			c.inHand.remove([]outcome{o})
 		}
-		c.inHand.remove(batch)
 		var bytes int64
 		for _, o := range batch {
 			bytes += int64(len(o.body))

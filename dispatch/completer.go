@@ -45,7 +45,7 @@ func (c *completer) run() {
 			}
 		}
 		awaitStored(batch)
-		written, orphaned := splitOrphaned(batch)
+		written, orphaned := split(batch, isOrphaned)
 		// Each write's deliveries leave inHand as soon as it is done: a
 		// retry claimed after it is in hand again.
 		if len(written) > 0 {
@@ -78,22 +78,7 @@ func awaitStored(batch []outcome) {
 	}
 }
 
-// splitOrphaned separates the outcomes of deliveries whose store failed to
-// commit from the others.
-func splitOrphaned(batch []outcome) (written, orphaned []outcome) {
-	if !slices.ContainsFunc(batch, isOrphaned) {
-		return batch, nil
-	}
-	for _, o := range batch {
-		if isOrphaned(o) {
-			orphaned = append(orphaned, o)
-		} else {
-			written = append(written, o)
-		}
-	}
-	return written, orphaned
-}
-
+// isOrphaned is an outcome of a delivery whose store failed to commit.
 func isOrphaned(o outcome) bool { return o.stored != nil && o.stored.failed }
 
 // writeOrphan records the outcome of a delivery whose store failed to
@@ -166,7 +151,7 @@ func rowsOf(batch []outcome) *outcomeRows {
 // claims. It returns how many of the batch's deliveries it found claimed
 // as they were, and so recorded or gave back.
 func (c *completer) write(batch []outcome) (applied int64) {
-	attempted, held := splitHeld(batch)
+	attempted, held := split(batch, isHeld)
 	r, notes := rowsOf(attempted), notesOf(attempted)
 	backoff := 100 * time.Millisecond
 	giveUp := time.Now().Add(time.Minute)
@@ -273,17 +258,21 @@ func (c *completer) stateChanged(changes []stateChange, look bool) {
 	c.statesChanged()
 }
 
-// splitHeld separates the outcomes of attempts from the held jobs.
-func splitHeld(batch []outcome) (attempted, held []outcome) {
-	if !slices.ContainsFunc(batch, func(o outcome) bool { return o.status == statusHeld }) {
+// split separates the outcomes that match from the others, keeping their
+// order; without a match it returns batch itself.
+func split(batch []outcome, match func(outcome) bool) (others, matching []outcome) {
+	if !slices.ContainsFunc(batch, match) {
 		return batch, nil
 	}
 	for _, o := range batch {
-		if o.status == statusHeld {
-			held = append(held, o)
+		if match(o) {
+			matching = append(matching, o)
 		} else {
-			attempted = append(attempted, o)
+			others = append(others, o)
 		}
 	}
-	return attempted, held
+	return others, matching
 }
+
+// isHeld is an outcome of a job not attempted (its endpoint was disabled).
+func isHeld(o outcome) bool { return o.status == statusHeld }

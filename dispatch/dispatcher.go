@@ -68,9 +68,7 @@ func (c *core) handOrAdopt(j job) {
 	if j.attempts == 0 {
 		if parked, ok := c.orphans.adopt(keyOf(j)); ok {
 			if parked != nil {
-				o := *parked
-				o.stored = nil
-				c.outcomes <- o // takes over this claim's budget
+				c.outcomes <- *parked // takes over this claim's budget
 			} else {
 				c.budget.release(1, int64(len(j.body))) // the attempt in flight holds its own
 			}

@@ -223,10 +223,7 @@ func (w *stateWatcher) refresh(ctx context.Context) error {
 		w.store.mu.Lock()
 		w.store.mu.Unlock()
 		for _, name := range resumed {
-			// Each chunk under a deadline of its own; the producer starts
-			// on the first while the rest follows.
-			step := func(fn func(context.Context) error) error { return w.call(ctx, maintainTimeout, fn) }
-			if err := rehead(w.pool, &w.sql, name, reheadChunk, step, w.wake); err != nil {
+			if err := w.rehead(ctx, name); err != nil {
 				w.endpoints[name].paused.Store(true) // look again next time
 				return fmt.Errorf("make the deliveries to resumed endpoint %s due: %w", name, err)
 			}
@@ -248,10 +245,9 @@ func (w *stateWatcher) refresh(ctx context.Context) error {
 // transition would make them due again. It runs beside delivery and tries
 // again until it has done each endpoint.
 func (w *stateWatcher) reheadAtStart(ctx context.Context) {
-	step := func(fn func(context.Context) error) error { return w.call(ctx, maintainTimeout, fn) }
 	for _, name := range w.names {
 		for ctx.Err() == nil && !w.endpoints[name].paused.Load() {
-			err := rehead(w.pool, &w.sql, name, reheadChunk, step, w.wake)
+			err := w.rehead(ctx, name)
 			if err == nil {
 				break
 			}
@@ -262,6 +258,13 @@ func (w *stateWatcher) reheadAtStart(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// rehead makes endpoint's waiting heads due, each chunk under a deadline of
+// its own; the producer starts on the first while the rest follows.
+func (w *stateWatcher) rehead(ctx context.Context, endpoint string) error {
+	step := func(fn func(context.Context) error) error { return w.call(ctx, maintainTimeout, fn) }
+	return rehead(w.pool, &w.sql, endpoint, reheadChunk, step, w.wake)
 }
 
 // reheadChunk is how many waiting deliveries one rehead step covers.

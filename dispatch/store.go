@@ -24,9 +24,9 @@ const (
 	notifyEvery = 100 * time.Millisecond
 )
 
-// storeIdleLimit is how long the server waits for a store's COMMIT once its
-// statements have run: far longer than handing the claims over takes.
-const storeIdleLimit = 5 * time.Second
+// setStoreIdleLimit is how long the server waits for a store's COMMIT once
+// its statements have run: far longer than handing the claims over takes.
+const setStoreIdleLimit = "SET LOCAL idle_in_transaction_session_timeout = '5s'"
 
 // store is the cdc.Sink: it writes events and their deliveries, and hands
 // the fresh deliveries it claims straight to the senders.
@@ -170,7 +170,7 @@ func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (st
 		// long, instead of every later store of those events waiting on the
 		// locks until TCP gives up, hours later. The stream then gives the
 		// events again.
-		b.Queue(fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = %d", storeIdleLimit.Milliseconds()))
+		b.Queue(setStoreIdleLimit)
 		b.Queue(s.sql.storeEvents, r.ids, r.lsns, r.seqs, r.types, r.users, r.committed, r.bodies).Exec(func(tag pgconn.CommandTag) error {
 			res.stored = tag.RowsAffected()
 			return nil

@@ -14,15 +14,8 @@ import (
 // first pending delivery is claimed (its waiting ones stay waiting), the
 // empty user id, and another endpoint's deliveries in between.
 func TestReheadInChunks(t *testing.T) {
-	db := testenv.NewDB(t)
+	db, sql := migratedDB(t)
 	ctx := context.Background()
-	if err := Migrate(ctx, db.Pool, "walhook"); err != nil {
-		t.Fatal(err)
-	}
-	sql, err := loadStatements("walhook")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// user, endpoint, lsn, waiting (else claimed by another process)
 	rows := []struct {
 		user, endpoint string
@@ -76,4 +69,19 @@ func TestReheadInChunks(t *testing.T) {
 			t.Errorf("chunks of 1: %d steps, want one per user or so", steps)
 		}
 	}
+}
+
+// migratedDB is a fresh database with the side schema "walhook", and its
+// statements.
+func migratedDB(t *testing.T) (*testenv.DB, statements) {
+	t.Helper()
+	db := testenv.NewDB(t)
+	if err := Migrate(context.Background(), db.Pool, "walhook"); err != nil {
+		t.Fatal(err)
+	}
+	sql, err := loadStatements("walhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, sql
 }

@@ -39,8 +39,6 @@ DELETE FROM {{schema}}.event_log e USING old WHERE e.id = old.id;
 -- Every delivery passes through the queue, so it churns faster than
 -- autovacuum, which visits a database once a minute, keeps up with: a dead
 -- row left for a minute at 15,000 deliveries/s is a million. Vacuumed this
--- often it stays a few pages, and so do its indexes. Without truncation:
--- cutting the empty tail pages takes the queue's strongest lock and a WAL
--- flush while stores and claims wait, and the pages are needed again a
--- moment later (migration 0006 says the same to autovacuum).
-VACUUM (SKIP_LOCKED, TRUNCATE false) {{schema}}.queue;
+-- often it stays a few pages, and so do its indexes. It does not cut the
+-- empty tail pages (the table's vacuum_truncate, migration 0006).
+VACUUM (SKIP_LOCKED) {{schema}}.queue;

@@ -25,7 +25,7 @@ func withSchema(sql, schema string) string {
 
 // statements are the named statements of queries/*.sql for one side schema.
 type statements struct {
-	storeEvents, storeDeliveries, notify string
+	store, notify                        string
 	claimDue, park, release, claimedBy   string
 	recordOutcomes, promoteNext          string
 	rescue, sessions, prune, vacuumQueue string
@@ -43,7 +43,7 @@ type statements struct {
 func loadStatements(schema string) (statements, error) {
 	var s statements
 	want := map[string]*string{
-		"store_events": &s.storeEvents, "store_deliveries": &s.storeDeliveries, "notify": &s.notify,
+		"store": &s.store, "notify": &s.notify,
 		"claim_due": &s.claimDue, "park": &s.park, "release": &s.release, "claimed_by": &s.claimedBy,
 		"record_outcomes": &s.recordOutcomes, "promote_next": &s.promoteNext,
 		"rescue": &s.rescue, "sessions": &s.sessions, "prune": &s.prune, "vacuum_queue": &s.vacuumQueue,

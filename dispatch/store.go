@@ -171,30 +171,27 @@ func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (st
 		// locks until TCP gives up, hours later. The stream then gives the
 		// events again.
 		b.Queue(setStoreIdleLimit)
-		b.Queue(s.sql.storeEvents, r.ids, r.lsns, r.seqs, r.types, r.users, r.committed, r.bodies).Exec(func(tag pgconn.CommandTag) error {
-			res.stored = tag.RowsAffected()
-			return nil
-		})
-		if len(r.dEvent) > 0 {
-			b.Queue(s.sql.storeDeliveries, r.dEvent, r.dEndpoint, s.id, reserved, s.lease.Milliseconds(), s.disabledList()).Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					var id, name string
-					var mine, due bool
-					if err := rows.Scan(&id, &name, &mine, &due); err != nil {
-						return err
-					}
-					if !mine {
-						res.unclaimed = res.unclaimed || due
-						continue
-					}
-					e := r.byID[id]
-					res.claimed = append(res.claimed, job{ep: s.endpoints[name], eventID: e.ID, userID: e.UserID,
+		b.Queue(s.sql.store, r.ids, r.lsns, r.seqs, r.types, r.users, r.committed, r.bodies,
+			r.dEvent, r.dEndpoint, s.id, reserved, s.lease.Milliseconds(), s.disabledList()).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var id, name *string
+				var mine, due *bool
+				if err := rows.Scan(&res.stored, &id, &name, &mine, &due); err != nil {
+					return err
+				}
+				switch {
+				case id == nil: // no delivery stored
+				case !*mine:
+					res.unclaimed = res.unclaimed || *due
+				default:
+					e := r.byID[*id]
+					res.claimed = append(res.claimed, job{ep: s.endpoints[*name], eventID: e.ID, userID: e.UserID,
 						commitLSN: e.CommitLSN.String(), seq: int32(e.Index), queuedAt: time.Now(),
 						committedAt: e.CommittedAt, body: e.Body})
 				}
-				return rows.Err()
-			})
-		}
+			}
+			return rows.Err()
+		})
 		if err := conn.SendBatch(ctx, b).Close(); err != nil {
 			return err
 		}

@@ -220,8 +220,8 @@ func TestDownEndpointIsProbedNotHammered(t *testing.T) {
 // TestStartMakesStrandedHeadsDue: a process that stopped in the middle of
 // a rehead (an endpoint's breaker closing, a backlog made due chunk by
 // chunk) leaves the first deliveries of the remaining users waiting
-// ('infinity'). The next process must deliver them, although it sees no
-// endpoint resume.
+// ('infinity'), and the endpoint marked (rehead_since). The next process
+// must deliver them, although it sees no endpoint resume.
 func TestStartMakesStrandedHeadsDue(t *testing.T) {
 	h := newHarness(t)
 	rcv := testenv.StartReceiver(t, nil)
@@ -233,7 +233,10 @@ func TestStartMakesStrandedHeadsDue(t *testing.T) {
 	if err := stored.Write(context.Background(), makeEvents(0x4000, "a", "b", "a", "c")); err != nil {
 		t.Fatal(err)
 	}
-	h.db.Exec(t, "UPDATE walhook.queue SET next_attempt_at = 'infinity'") // as a rehead cut short leaves them
+	// As a rehead cut short leaves them: the heads waiting, the endpoint
+	// marked.
+	h.db.Exec(t, "UPDATE walhook.queue SET next_attempt_at = 'infinity'")
+	h.db.Exec(t, "INSERT INTO walhook.endpoint_state (endpoint, rehead_since) VALUES ('crm', now())")
 	h.start(t, cfg)
 	h.waitSettled(t, 30*time.Second)
 	var got []string

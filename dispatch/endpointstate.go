@@ -239,14 +239,37 @@ func (w *stateWatcher) refresh(ctx context.Context) error {
 	})
 }
 
-// reheadAtStart makes each unpaused endpoint's waiting heads due once, as
-// the process starts: a process that stopped in the middle of a rehead (a
-// breaker closing) left the users after its last chunk waiting, and no
-// transition would make them due again. It runs beside delivery and tries
-// again until it has done each endpoint.
+// reheadAtStart makes the waiting heads of each unpaused endpoint whose
+// last rehead did not end due, as the process starts: a process that
+// stopped in the middle of one (a breaker closing) left the users after
+// its last chunk waiting, and no transition would make them due again. It
+// runs beside delivery and tries again until it has done each endpoint.
 func (w *stateWatcher) reheadAtStart(ctx context.Context) {
+	unfinished := map[string]bool{}
+	for ctx.Err() == nil {
+		err := w.call(ctx, maintainTimeout, func(ctx context.Context) error {
+			rows, err := w.pool.Query(ctx, w.sql.reheadUnfinished)
+			if err != nil {
+				return err
+			}
+			var name string
+			_, err = pgx.ForEachRow(rows, []any{&name}, func() error {
+				unfinished[name] = true
+				return nil
+			})
+			return err
+		})
+		if err == nil {
+			break
+		}
+		w.logDB(ctx, "find the endpoints whose waiting deliveries were being made due; retrying", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 	for _, name := range w.names {
-		for ctx.Err() == nil && !w.endpoints[name].paused.Load() {
+		for ctx.Err() == nil && unfinished[name] && !w.endpoints[name].paused.Load() {
 			err := w.rehead(ctx, name)
 			if err == nil {
 				break
@@ -281,8 +304,22 @@ type queryExecer interface {
 // users covering about chunk waiting deliveries each (rehead_bound,
 // rehead_range, rehead_rest). step runs each chunk's statements; chunked is
 // called after each. Running it again after an error is safe: a chunk done
-// is done.
+// is done. The endpoint is marked (rehead_begin) until the last chunk is
+// done, so that a process starting after one that stopped in between
+// does it again (reheadAtStart).
 func rehead(db queryExecer, sql *statements, endpoint string, chunk int, step func(func(context.Context) error) error, chunked func()) error {
+	var began *time.Time
+	err := step(func(ctx context.Context) error {
+		began = nil
+		err := db.QueryRow(ctx, sql.reheadBegin, endpoint).Scan(&began)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // no row, no mark: the endpoint never ran
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	from, inclusive := "", true
 	for {
 		var bound *string
@@ -302,10 +339,17 @@ func rehead(db queryExecer, sql *statements, endpoint string, chunk int, step fu
 		}
 		chunked()
 		if bound == nil {
-			return nil
+			break
 		}
 		from, inclusive = *bound, false
 	}
+	if began == nil {
+		return nil
+	}
+	return step(func(ctx context.Context) error {
+		_, err := db.Exec(ctx, sql.reheadEnd, endpoint, *began)
+		return err
+	})
 }
 
 // endpointNotes are the columns of note_endpoints: per endpoint in a batch

@@ -4,6 +4,9 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/walhook/walhook/testenv"
 )
@@ -84,4 +87,79 @@ func migratedDB(t *testing.T) (*testenv.DB, statements) {
 		t.Fatal(err)
 	}
 	return db, sql
+}
+
+// TestReheadMarkedUntilDone: an endpoint is marked from a rehead's start
+// until its last chunk, so that a rehead cut short (the process stopped)
+// is done again by the next process to start, and only then. When two
+// overlap, the mark stays until the later one ends.
+func TestReheadMarkedUntilDone(t *testing.T) {
+	db, sql := migratedDB(t)
+	ctx := context.Background()
+	db.Exec(t, "INSERT INTO walhook.endpoint_state (endpoint) VALUES ('crm'), ('other')")
+	for i, user := range []string{"a", "b", "c", "d"} {
+		db.Exec(t, `INSERT INTO walhook.queue (user_id, endpoint, commit_lsn, seq, event_id, next_attempt_at)
+			VALUES ($1, 'crm', ('0/' || to_hex($2::int))::pg_lsn, 0, $1, 'infinity')`, user, i+1)
+	}
+	unfinished := func() []string {
+		t.Helper()
+		rows, err := db.Pool.Query(ctx, sql.reheadUnfinished)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	if got := unfinished(); len(got) != 0 {
+		t.Fatalf("unfinished reheads on a new schema: %v", got)
+	}
+
+	// Cut short after its first chunk: the mark stays.
+	calls := 0
+	cutShort := func(fn func(context.Context) error) error {
+		if calls++; calls == 3 { // begin, the first chunk, then the process is gone
+			return context.Canceled
+		}
+		return fn(ctx)
+	}
+	if err := rehead(db.Pool, &sql, "crm", 1, cutShort, func() {}); err == nil {
+		t.Fatal("the rehead cut short returned no error")
+	}
+	if got := unfinished(); !slices.Equal(got, []string{"crm"}) {
+		t.Fatalf("after a rehead cut short, unfinished %v, want [crm]", got)
+	}
+	var due int
+	db.QueryRowScan(t, "SELECT count(*) FROM walhook.queue WHERE next_attempt_at < 'infinity'", nil, &due)
+	if due != 1 {
+		t.Fatalf("after the first chunk of one user, %d due, want 1", due)
+	}
+
+	// Done again to the end: the mark is gone, every head due.
+	step := func(fn func(context.Context) error) error { return fn(ctx) }
+	if err := rehead(db.Pool, &sql, "crm", 1, step, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if got := unfinished(); len(got) != 0 {
+		t.Fatalf("after a whole rehead, unfinished %v, want none", got)
+	}
+	db.QueryRowScan(t, "SELECT count(*) FROM walhook.queue WHERE next_attempt_at < 'infinity'", nil, &due)
+	if due != 4 {
+		t.Fatalf("after a whole rehead, %d due, want 4", due)
+	}
+
+	// Two overlapping: the earlier one's end leaves the later one's mark.
+	var first, second time.Time
+	db.QueryRowScan(t, sql.reheadBegin, []any{"crm"}, &first)
+	db.QueryRowScan(t, sql.reheadBegin, []any{"crm"}, &second)
+	db.Exec(t, sql.reheadEnd, "crm", first)
+	if got := unfinished(); !slices.Equal(got, []string{"crm"}) {
+		t.Fatalf("after the earlier of two reheads ended, unfinished %v, want [crm]", got)
+	}
+	db.Exec(t, sql.reheadEnd, "crm", second)
+	if got := unfinished(); len(got) != 0 {
+		t.Fatalf("after both reheads ended, unfinished %v, want none", got)
+	}
 }

@@ -32,6 +32,7 @@ type statements struct {
 	status, replay, rehead               string
 	// endpoint health (health.sql)
 	registerEndpoints, endpointStates, noteEndpoints, hold, holdDisabled    string
+	reheadBegin, reheadEnd, reheadUnfinished                                string
 	reheadBound, reheadRange, reheadRest, disableEndpoint, enableEndpoint   string
 	shiftQueuedAt                                                           string
 	endpointReport, takeProbe, reserveSlots                                 string
@@ -50,6 +51,7 @@ func loadStatements(schema string) (statements, error) {
 		"status": &s.status, "replay": &s.replay, "rehead": &s.rehead,
 		"register_endpoints": &s.registerEndpoints, "endpoint_states": &s.endpointStates,
 		"note_endpoints": &s.noteEndpoints, "hold": &s.hold, "hold_disabled": &s.holdDisabled,
+		"rehead_begin": &s.reheadBegin, "rehead_end": &s.reheadEnd, "rehead_unfinished": &s.reheadUnfinished,
 		"rehead_bound": &s.reheadBound, "rehead_range": &s.reheadRange, "rehead_rest": &s.reheadRest, "disable_endpoint": &s.disableEndpoint,
 		"enable_endpoint": &s.enableEndpoint, "shift_queued_at": &s.shiftQueuedAt,
 		"endpoint_report": &s.endpointReport, "take_probe": &s.takeProbe, "reserve_slots": &s.reserveSlots,

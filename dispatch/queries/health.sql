@@ -129,6 +129,26 @@ WHERE s.endpoint = ANY($1::text[]) AND (s.state = 'disabled' OR s.open_since IS 
   AND q.endpoint = s.endpoint
   AND q.status = 'pending' AND q.claimed_by IS NULL AND q.next_attempt_at < 'infinity';
 
+-- name: rehead_begin
+-- A rehead of endpoint $1 begins: until one begun since then ends
+-- (rehead_end), a starting process reheads the endpoint again, since a
+-- process that stopped between two chunks left users waiting. Returns
+-- when it began, nothing if the endpoint has no row (never run).
+UPDATE {{schema}}.endpoint_state SET rehead_since = clock_timestamp()
+WHERE endpoint = $1
+RETURNING rehead_since;
+
+-- name: rehead_end
+-- The rehead of endpoint $1 begun at $2 ended: every user's first pending
+-- delivery that waited when it began is due. If another rehead began
+-- since, that one's end clears the mark.
+UPDATE {{schema}}.endpoint_state SET rehead_since = NULL
+WHERE endpoint = $1 AND rehead_since = $2;
+
+-- name: rehead_unfinished
+-- The endpoints whose last rehead began and did not end.
+SELECT endpoint FROM {{schema}}.endpoint_state WHERE rehead_since IS NOT NULL;
+
 -- name: rehead_bound
 -- After an enable, or a breaker closing, rehead decides again, for every
 -- user, which pending delivery to endpoint $1 comes first (due) and which

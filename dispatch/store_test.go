@@ -118,3 +118,63 @@ func TestFailedStoreCommitSendsEachDeliveryOnce(t *testing.T) {
 		t.Errorf("%d deliveries delivered at the first attempt, want 3", n)
 	}
 }
+
+// TestStoreWaitsForAConcurrentStoreOfTheSameEvents: a killed process's last
+// store can still be running when the next process stores the same events
+// (the stream gives them again). The new store waits on the events' ids;
+// if the other commits, it stores neither those events nor their
+// deliveries again, and if the other rolls back, it stores both. Either
+// way each delivery goes out once.
+func TestStoreWaitsForAConcurrentStoreOfTheSameEvents(t *testing.T) {
+	for i, end := range []string{"COMMIT", "ROLLBACK"} {
+		t.Run(end, func(t *testing.T) {
+			h := newHarness(t)
+			rcv := testenv.StartReceiver(t, nil)
+			d := h.start(t, dispatch.Config{Endpoints: []dispatch.Endpoint{endpoint("crm", rcv.URL)}})
+			ctx := context.Background()
+			evs := makeEvents(uint64(0x2000+i), "a")
+			e := evs[0]
+
+			// The other store: its event and its due delivery, not committed.
+			other, err := h.db.Pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Rollback(ctx)
+			if _, err := other.Exec(ctx, `INSERT INTO walhook.event_log (id, commit_lsn, seq, type, user_id, committed_at, body)
+				VALUES ($1, $2::text::pg_lsn, $3, $4, $5, $6, $7)`,
+				e.ID, e.CommitLSN.String(), e.Index, e.Type, e.UserID, e.CommittedAt, string(e.Body)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := other.Exec(ctx, `INSERT INTO walhook.queue (user_id, endpoint, commit_lsn, seq, event_id)
+				VALUES ($1, 'crm', $2::text::pg_lsn, $3, $4)`, e.UserID, e.CommitLSN.String(), e.Index, e.ID); err != nil {
+				t.Fatal(err)
+			}
+
+			written := make(chan error, 1)
+			go func() { written <- d.Write(ctx, evs) }()
+			select {
+			case err := <-written:
+				t.Fatalf("Write returned (%v) while another store of its event was under way", err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			if _, err := other.Exec(ctx, end); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-written; err != nil {
+				t.Fatalf("Write after the other store's %s: %v", end, err)
+			}
+			h.waitSettled(t, 15*time.Second)
+			if n := h.count(t, "SELECT count(*) FROM walhook.event_log WHERE id = $1", e.ID); n != 1 {
+				t.Errorf("the event is stored %d times, want once", n)
+			}
+			if n := h.count(t, "SELECT count(*) FROM walhook.delivery_attempts WHERE event_id = $1", e.ID); n != 1 {
+				t.Errorf("%d attempts logged, want 1", n)
+			}
+			time.Sleep(300 * time.Millisecond) // a second request would come now
+			if got := len(rcv.Requests()); got != 1 {
+				t.Errorf("the receiver got %d requests, want 1", got)
+			}
+		})
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/walhook/walhook/cdc"
 )
@@ -173,19 +174,21 @@ func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (st
 		b.Queue(setStoreIdleLimit)
 		b.Queue(s.sql.store, r.ids, r.lsns, r.seqs, r.types, r.users, r.committed, r.bodies,
 			r.dEvent, r.dEndpoint, s.id, reserved, s.lease.Milliseconds(), s.disabledList()).Query(func(rows pgx.Rows) error {
+			// Values, not pointers: a pointer per column and row would be
+			// allocated on the hot path only to say "no delivery".
+			var id, name pgtype.Text
+			var mine, due pgtype.Bool
 			for rows.Next() {
-				var id, name *string
-				var mine, due *bool
 				if err := rows.Scan(&res.stored, &id, &name, &mine, &due); err != nil {
 					return err
 				}
 				switch {
-				case id == nil: // no delivery stored
-				case !*mine:
-					res.unclaimed = res.unclaimed || *due
+				case !id.Valid: // no delivery stored
+				case !mine.Bool:
+					res.unclaimed = res.unclaimed || due.Bool
 				default:
-					e := r.byID[*id]
-					res.claimed = append(res.claimed, job{ep: s.endpoints[*name], eventID: e.ID, userID: e.UserID,
+					e := r.byID[id.String]
+					res.claimed = append(res.claimed, job{ep: s.endpoints[name.String], eventID: e.ID, userID: e.UserID,
 						commitLSN: e.CommitLSN.String(), seq: int32(e.Index), queuedAt: time.Now(),
 						committedAt: e.CommittedAt, body: e.Body})
 				}

@@ -246,8 +246,8 @@ func (w *stateWatcher) refresh(ctx context.Context) error {
 // runs beside delivery and tries again until it has done each endpoint.
 func (w *stateWatcher) reheadAtStart(ctx context.Context) {
 	unfinished := map[string]bool{}
-	for ctx.Err() == nil {
-		err := w.call(ctx, maintainTimeout, func(ctx context.Context) error {
+	w.untilDone(ctx, "find the endpoints whose waiting deliveries were being made due", func() error {
+		return w.call(ctx, maintainTimeout, func(ctx context.Context) error {
 			rows, err := w.pool.Query(ctx, w.sql.reheadUnfinished)
 			if err != nil {
 				return err
@@ -259,26 +259,31 @@ func (w *stateWatcher) reheadAtStart(ctx context.Context) {
 			})
 			return err
 		})
-		if err == nil {
-			break
+	})
+	for _, name := range w.names {
+		if unfinished[name] {
+			w.untilDone(ctx, "make the waiting deliveries of an endpoint due at start", func() error {
+				if w.endpoints[name].paused.Load() {
+					return nil // its resume will rehead it
+				}
+				return w.rehead(ctx, name)
+			}, "endpoint", name)
 		}
-		w.logDB(ctx, "find the endpoints whose waiting deliveries were being made due; retrying", err)
+	}
+}
+
+// untilDone runs fn until it succeeds or ctx ends, a second apart, logging
+// each failure as what went wrong, with args.
+func (w *stateWatcher) untilDone(ctx context.Context, what string, fn func() error, args ...any) {
+	for ctx.Err() == nil {
+		err := fn()
+		if err == nil {
+			return
+		}
+		w.logDB(ctx, what+"; retrying", err, args...)
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
-		}
-	}
-	for _, name := range w.names {
-		for ctx.Err() == nil && unfinished[name] && !w.endpoints[name].paused.Load() {
-			err := w.rehead(ctx, name)
-			if err == nil {
-				break
-			}
-			w.logDB(ctx, "make the waiting deliveries of an endpoint due at start; retrying", err, "endpoint", name)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -152,7 +153,7 @@ func (c *Capture) ensurePublication(ctx context.Context, conn *pgx.Conn) error {
 
 func (c *Capture) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 	slot := c.cfg.Slot
-	s, found, err := lookupSlot(ctx, conn, slot)
+	s, found, err := settledSlot(ctx, conn, slot)
 	if err != nil {
 		return err
 	}
@@ -168,7 +169,7 @@ func (c *Capture) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 		default:
 			return fmt.Errorf("create replication slot %q: %w", slot, err)
 		}
-		if s, found, err = lookupSlot(ctx, conn, slot); err != nil {
+		if s, found, err = settledSlot(ctx, conn, slot); err != nil {
 			return err
 		}
 		if !found {
@@ -193,6 +194,33 @@ func (c *Capture) ensureSlot(ctx context.Context, conn *pgx.Conn) error {
 	}
 	c.log.Info("resuming replication slot", "slot", slot, "confirmed_flush_lsn", s.confirmedFlush.String())
 	return nil
+}
+
+// slotCreationWait bounds how long Setup waits for a slot that another
+// process is creating. PostgreSQL shows such a slot before it names its
+// plugin, and only for as long as one catalog write takes.
+const slotCreationWait = 10 * time.Second
+
+// settledSlot looks the slot up, and looks again while another process is
+// creating it: a logical slot whose plugin is still empty. Another walhook
+// starting beside this one does that, and its slot is ours to share.
+func settledSlot(ctx context.Context, conn *pgx.Conn, slot string) (slotInfo, bool, error) {
+	deadline := time.Now().Add(slotCreationWait)
+	for {
+		s, found, err := lookupSlot(ctx, conn, slot)
+		if err != nil || !found || s.slotType != "logical" || s.plugin != "" {
+			return s, found, err
+		}
+		if time.Now().After(deadline) {
+			return s, found, fmt.Errorf("replication slot %q has been under creation by another process for over %s: look in pg_replication_slots for its active_pid, or set database.slot to another name",
+				slot, slotCreationWait)
+		}
+		select {
+		case <-ctx.Done():
+			return s, found, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // slotLost is the fatal error for a slot whose WAL PostgreSQL removed.

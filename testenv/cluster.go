@@ -207,8 +207,16 @@ func (c *Cluster) create(ctx context.Context) error {
 	}
 	// --no-locale: C.UTF-8 is not present everywhere, and tests must not
 	// depend on the machine's locale.
-	initdb := c.command("initdb", "-D", c.dataDir, "-U", "postgres", "--auth=trust",
-		"-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions")
+	args := []string{"-D", c.dataDir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-instructions"}
+	if c.settings["fsync"] != "on" {
+		// A cluster without fsync dies with its test. A durable one is
+		// synced here, as a production cluster's files are: otherwise the
+		// kernel writes initdb's files back (some 25 MB at once) about 30 s
+		// later, in the middle of a benchmark, and every commit's fsync
+		// waits behind them.
+		args = append(args, "--no-sync")
+	}
+	initdb := c.command("initdb", args...)
 	if err := runWithContext(ctx, initdb); err != nil {
 		return fmt.Errorf("initdb %s: %w", c.dataDir, err)
 	}

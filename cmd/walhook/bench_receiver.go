@@ -36,6 +36,7 @@ type benchReceiver struct {
 type arrival struct {
 	at        time.Time
 	committed time.Time
+	userID    string // data.id
 }
 
 // newBenchReceiver reserves a port on 127.0.0.1; the receiver is down until
@@ -105,13 +106,16 @@ func (r *benchReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	var ev struct {
 		Timestamp time.Time `json:"timestamp"`
+		Data      struct {
+			ID json.Number `json:"id"`
+		} `json:"data"`
 	}
 	_ = json.Unmarshal(body, &ev)
 	key := req.URL.Path + " " + req.Header.Get("webhook-id")
 	r.mu.Lock()
 	r.total++
 	if _, seen := r.first[key]; !seen {
-		r.first[key] = arrival{at: at, committed: ev.Timestamp}
+		r.first[key] = arrival{at: at, committed: ev.Timestamp, userID: ev.Data.ID.String()}
 		close(r.changed)
 		r.changed = make(chan struct{})
 	}
@@ -178,6 +182,20 @@ func (r *benchReceiver) firstArrival() time.Time {
 		}
 	}
 	return first
+}
+
+// latenciesSince returns, for every distinct arrival of a user in since,
+// the time from since[user] to the arrival (both our clock).
+func (r *benchReceiver) latenciesSince(since map[string]time.Time) []time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]time.Duration, 0, len(r.first))
+	for _, a := range r.first {
+		if t, ok := since[a.userID]; ok {
+			out = append(out, a.at.Sub(t))
+		}
+	}
+	return out
 }
 
 // latencies returns, for every distinct arrival, the time from the commit

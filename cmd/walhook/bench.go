@@ -55,7 +55,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.latencyRate, "latency-rate", 100, "latency: commits per second")
 	fs.IntVar(&o.backlog, "backlog", 200000, "outage: events captured while the receiver refuses connections")
 	fs.IntVar(&o.bigTx, "bigtx", 1000000, "bigtx: rows in one transaction")
-	fs.IntVar(&o.preload, "preload", 0, "delivered events put through the pipeline before measuring (steady state with history)")
+	fs.IntVar(&o.preload, "preload", 0, "throughput, fanout and latency: delivered events put through the pipeline before measuring (steady state with history)")
 	fs.IntVar(&o.runs, "runs", 1, "measure each scenario this many times on one database")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "delivery.concurrency of the sidecar")
 	sidecar := fs.String("sidecar", "", "run this walhook `binary` as the sidecar (default: this one), to compare two builds on one machine")

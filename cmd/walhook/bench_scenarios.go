@@ -81,18 +81,9 @@ func (b *bench) throughput(ctx context.Context, endpoints int) error {
 		return err
 	}
 	defer done()
-	next := 1
-	if b.opts.preload > 0 {
-		start := time.Now()
-		if _, err := insertUsers(ctx, db.conn, next, b.opts.preload, 1000); err != nil {
-			return err
-		}
-		next += b.opts.preload
-		if _, err := db.rcv.waitFor(ctx, b.opts.preload*endpoints, db.side.alive); err != nil {
-			return fmt.Errorf("preload: %w", err)
-		}
-		b.add(name, fmt.Sprintf("preloaded %d delivered events", b.opts.preload), "%.0f s", time.Since(start).Seconds())
-		db.rcv.reset()
+	next, err := b.preload(ctx, name, db, endpoints)
+	if err != nil {
+		return err
 	}
 	for run := 1; run <= b.opts.runs; run++ {
 		start := time.Now()
@@ -116,6 +107,26 @@ func (b *bench) throughput(ctx context.Context, endpoints int) error {
 		db.rcv.reset()
 	}
 	return b.addPeakRSS(name, db)
+}
+
+// preload puts opts.preload events end to end through a scenario's
+// database, so that it measures with that much history in the side schema
+// (kept delivered for the default retention). It returns the next user
+// number to insert.
+func (b *bench) preload(ctx context.Context, name string, db *benchDB, endpoints int) (int, error) {
+	if b.opts.preload == 0 {
+		return 1, nil
+	}
+	start := time.Now()
+	if _, err := insertUsers(ctx, db.conn, 1, b.opts.preload, 1000); err != nil {
+		return 0, err
+	}
+	if _, err := db.rcv.waitFor(ctx, b.opts.preload*endpoints, db.side.alive); err != nil {
+		return 0, fmt.Errorf("preload: %w", err)
+	}
+	b.add(name, fmt.Sprintf("preloaded %d delivered events", b.opts.preload), "%.0f s", time.Since(start).Seconds())
+	db.rcv.reset()
+	return 1 + b.opts.preload, nil
 }
 
 func (b *bench) addPeakRSS(name string, db *benchDB) error {
@@ -154,7 +165,10 @@ func (b *bench) latency(ctx context.Context) error {
 	}
 	defer done()
 	const warmUp = 20 // connections opened, plans cached: not what a steady stream sees
-	next := 1
+	next, err := b.preload(ctx, "latency", db, 1)
+	if err != nil {
+		return err
+	}
 	if _, err := insertUsers(ctx, db.conn, next, warmUp, 1); err != nil {
 		return err
 	}

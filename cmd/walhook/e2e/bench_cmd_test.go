@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,7 @@ import (
 // themselves are not asserted: they live in docs/benchmarks.md.
 func TestBenchCommand(t *testing.T) {
 	out, code := run(t, 5*time.Minute, "bench", "-scenarios", "throughput,fanout,latency,outage,bigtx",
-		"-events", "300", "-batch", "100", "-latency-events", "30", "-backlog", "300", "-bigtx", "2000", "-runs", "2", "-sidecar", binary)
+		"-events", "300", "-batch", "100", "-latency-events", "30", "-backlog", "300", "-bigtx", "2000", "-runs", "2", "-preload", "40", "-sidecar", binary)
 	if code != 0 {
 		t.Fatalf("walhook bench exited %d:\n%s", code, out)
 	}
@@ -32,6 +33,12 @@ func TestBenchCommand(t *testing.T) {
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// -preload gives each of these scenarios its history.
+	for _, scenario := range []string{"throughput", "fanout", "latency"} {
+		if !regexp.MustCompile(`(?m)^\s*` + scenario + `\s+preloaded 40 delivered events`).MatchString(out) {
+			t.Errorf("%s did not preload 40 events:\n%s", scenario, out)
 		}
 	}
 	// Each delivery is matched to its commit's return by the user id.

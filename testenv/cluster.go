@@ -212,8 +212,7 @@ func (c *Cluster) create(ctx context.Context) error {
 		// A cluster without fsync dies with its test. A durable one is
 		// synced here, as a production cluster's files are: otherwise the
 		// kernel writes initdb's files back (some 25 MB at once) about 30 s
-		// later, in the middle of a benchmark, and every commit's fsync
-		// waits behind them.
+		// later, during a benchmark's first runs instead of before them.
 		args = append(args, "--no-sync")
 	}
 	initdb := c.command("initdb", args...)

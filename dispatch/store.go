@@ -178,6 +178,7 @@ func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (st
 			// allocated on the hot path only to say "no delivery".
 			var id, name pgtype.Text
 			var mine, due pgtype.Bool
+			queuedAt := time.Now() // one batch, one moment
 			for rows.Next() {
 				if err := rows.Scan(&res.stored, &id, &name, &mine, &due); err != nil {
 					return err
@@ -189,7 +190,7 @@ func (s *store) storeOnce(ctx context.Context, r *storeRows, reserved int64) (st
 				default:
 					e := r.byID[id.String]
 					res.claimed = append(res.claimed, job{ep: s.endpoints[name.String], eventID: e.ID, userID: e.UserID,
-						commitLSN: e.CommitLSN.String(), seq: int32(e.Index), queuedAt: time.Now(),
+						commitLSN: e.CommitLSN.String(), seq: int32(e.Index), queuedAt: queuedAt,
 						committedAt: e.CommittedAt, body: e.Body})
 				}
 			}
